@@ -1,0 +1,284 @@
+"""Header value helpers: SIP URIs, name-addr, Via, generic parameters (RFC 3261 §19, §20, §25).
+
+Small, typed and allocation-light: the proxy parses only the few values it routes on (top Via,
+Route, To/From tags, Contact), and re-serialises only what it changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pcscf_alg.errors import SipParseError
+
+MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
+
+
+def parse_params(text: str) -> list[tuple[str, str | None]]:
+    """Parse `;a=b;c` into [(a, b), (c, None)], honouring quoted strings."""
+    out: list[tuple[str, str | None]] = []
+    if not text:
+        return out
+    i = 0
+    n = len(text)
+    while i < n:
+        if text[i] in "; \t":
+            i += 1
+            continue
+        j = i
+        quoted = False
+        while j < n:
+            ch = text[j]
+            if quoted:
+                if ch == "\\":
+                    j += 1
+                elif ch == '"':
+                    quoted = False
+            elif ch == '"':
+                quoted = True
+            elif ch == ";":
+                break
+            j += 1
+        part = text[i:j].strip()
+        if part:
+            k, sep, v = part.partition("=")
+            out.append((k.strip(), v.strip() if sep else None))
+        i = j + 1
+    return out
+
+
+def format_params(params: list[tuple[str, str | None]]) -> str:
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params)
+
+
+def get_param(params: list[tuple[str, str | None]], name: str) -> str | None:
+    low = name.lower()
+    for k, v in params:
+        if k.lower() == low:
+            return v if v is not None else ""
+    return None
+
+
+@dataclass(slots=True)
+class SipUri:
+    """sip:/sips:/tel: URI. Host is kept as written (IPv6 with brackets)."""
+
+    scheme: str
+    user: str | None
+    host: str
+    port: int | None = None
+    params: list[tuple[str, str | None]] = field(default_factory=list)
+    headers: str = ""  # "?..." part kept verbatim
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SipUri:
+        text = text.strip()
+        scheme, sep, rest = text.partition(":")
+        if not sep or not scheme:
+            raise SipParseError(f"Bad URI {text[:60]!r}")
+        scheme = scheme.lower()
+        if scheme == "tel":
+            num, _, p = rest.partition(";")
+            return cls(scheme="tel", user=num, host="", params=parse_params(p))
+        hdrs = ""
+        q = rest.find("?")
+        if q >= 0:
+            rest, hdrs = rest[:q], rest[q:]
+        user: str | None = None
+        password: str | None = None
+        at = rest.rfind("@")
+        if at >= 0:
+            userinfo, rest = rest[:at], rest[at + 1 :]
+            user, _, pw = userinfo.partition(":")
+            password = pw or None
+        hostport, _, p = rest.partition(";")
+        port: int | None = None
+        if hostport.startswith("["):
+            end = hostport.find("]")
+            if end < 0:
+                raise SipParseError("Bad IPv6 reference")
+            host = hostport[: end + 1]
+            tail = hostport[end + 1 :]
+            if tail.startswith(":"):
+                port = _port(tail[1:])
+        else:
+            host, psep, ps = hostport.partition(":")
+            if psep:
+                port = _port(ps)
+        if not host:
+            raise SipParseError(f"Bad URI host {text[:60]!r}")
+        return cls(scheme, user, host, port, parse_params(p), hdrs, password)
+
+    def param(self, name: str) -> str | None:
+        return get_param(self.params, name)
+
+    def has_param(self, name: str) -> bool:
+        return get_param(self.params, name) is not None
+
+    @property
+    def transport(self) -> str:
+        t = self.param("transport")
+        return (t or ("tls" if self.scheme == "sips" else "udp")).lower()
+
+    def __str__(self) -> str:
+        if self.scheme == "tel":
+            return f"tel:{self.user}{format_params(self.params)}"
+        ui = ""
+        if self.user is not None:
+            ui = self.user + (f":{self.password}" if self.password else "") + "@"
+        port = f":{self.port}" if self.port is not None else ""
+        return f"{self.scheme}:{ui}{self.host}{port}{format_params(self.params)}{self.headers}"
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise SipParseError("Bad port")
+    return int(text)
+
+
+@dataclass(slots=True)
+class NameAddr:
+    """`"Display" <uri>;params` or a bare addr-spec (RFC 3261 §20.10, §25.1)."""
+
+    uri: str
+    display: str = ""
+    params: list[tuple[str, str | None]] = field(default_factory=list)
+    bracketed: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> NameAddr:
+        text = text.strip()
+        lt = _find_unquoted(text, "<")
+        if lt >= 0:
+            gt = text.find(">", lt)
+            if gt < 0:
+                raise SipParseError("Unterminated <")
+            return cls(
+                uri=text[lt + 1 : gt].strip(),
+                display=text[:lt].strip(),
+                params=parse_params(text[gt + 1 :]),
+            )
+        # addr-spec without brackets: header params follow the URI's first ';' (RFC 3261 §20)
+        uri, _, p = text.partition(";")
+        if not uri:
+            raise SipParseError("Empty name-addr")
+        return cls(uri=uri.strip(), params=parse_params(p), bracketed=False)
+
+    def param(self, name: str) -> str | None:
+        return get_param(self.params, name)
+
+    @property
+    def tag(self) -> str | None:
+        return self.param("tag")
+
+    def __str__(self) -> str:
+        d = f"{self.display} " if self.display else ""
+        return f"{d}<{self.uri}>{format_params(self.params)}"
+
+
+def _find_unquoted(text: str, ch: str) -> int:
+    quoted = False
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if quoted:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                quoted = False
+        elif c == '"':
+            quoted = True
+        elif c == ch:
+            return i
+        i += 1
+    return -1
+
+
+def header_tag(value: str | None) -> str | None:
+    """The `tag` parameter of a From/To value, cheaply (hot path)."""
+    if not value:
+        return None
+    gt = value.rfind(">")
+    tail = value[gt + 1 :] if gt >= 0 else value
+    low = tail.lower()
+    i = low.find("tag=")
+    while i >= 0:
+        if i == 0 or low[i - 1] in "; \t":
+            j = i + 4
+            k = j
+            while k < len(tail) and tail[k] not in "; \t,":
+                k += 1
+            return tail[j:k]
+        i = low.find("tag=", i + 1)
+    return None
+
+
+@dataclass(slots=True)
+class Via:
+    """One Via value: `SIP/2.0/UDP host:port;params` (RFC 3261 §20.42)."""
+
+    transport: str
+    host: str
+    port: int | None
+    params: list[tuple[str, str | None]]
+
+    @classmethod
+    def parse(cls, value: str) -> Via:
+        proto, _, rest = value.strip().partition(" ")
+        parts = [p.strip() for p in proto.split("/")]
+        if len(parts) != 3 or parts[0].upper() != "SIP":
+            # tolerate LWS inside the protocol triple: "SIP / 2.0 / UDP"
+            compact = value.replace(" ", "").replace("\t", "")
+            bits = compact.split("/", 2)
+            if len(bits) != 3 or bits[0].upper() != "SIP":
+                raise SipParseError("Bad Via")
+            transport_host = bits[2]
+            i = 0
+            while i < len(transport_host) and transport_host[i].isalpha():
+                i += 1
+            transport = transport_host[:i]
+            rest = transport_host[i:]
+            # best effort: re-read host and params from the original text after the transport
+            idx = value.upper().find(transport.upper(), value.find("/"))
+            rest = value[idx + len(transport) :] if idx >= 0 else rest
+        else:
+            transport = parts[2]
+        rest = rest.strip()
+        hostport, _, p = rest.partition(";")
+        hostport = hostport.strip()
+        port: int | None = None
+        if hostport.startswith("["):
+            end = hostport.find("]")
+            if end < 0:
+                raise SipParseError("Bad Via host")
+            host = hostport[: end + 1]
+            tail = hostport[end + 1 :].strip()
+            if tail.startswith(":"):
+                port = _port(tail[1:].strip())
+        else:
+            host, sep, ps = hostport.partition(":")
+            host = host.strip()
+            if sep:
+                port = _port(ps.strip())
+        if not host:
+            raise SipParseError("Bad Via host")
+        return cls(transport.upper(), host, port, parse_params(p))
+
+    def param(self, name: str) -> str | None:
+        return get_param(self.params, name)
+
+    @property
+    def branch(self) -> str | None:
+        return self.param("branch")
+
+    def set_param(self, name: str, value: str | None) -> None:
+        low = name.lower()
+        for i, (k, _) in enumerate(self.params):
+            if k.lower() == low:
+                self.params[i] = (k, value)
+                return
+        self.params.append((name, value))
+
+    def __str__(self) -> str:
+        port = f":{self.port}" if self.port is not None else ""
+        return f"SIP/2.0/{self.transport} {self.host}{port}{format_params(self.params)}"
