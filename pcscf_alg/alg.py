@@ -1,0 +1,776 @@
+"""The P-CSCF (IMS-ALG) proxy core: routes SIP between the access and the core listeners.
+
+Role (DESIGN.md, RFC 7092 "media-relay B2BUA" in proxy form): transaction-stateful, it
+Record-Routes twice when a request crosses from one listener to the other (RFC 5658), keeps
+Call-ID, tags and CSeq end to end, and hooks every SDP offer/answer into the e2ae engine
+(`pcscf_alg.calls`). Direction comes from the listener: a request arriving on *access* is
+originating (from a UE), one arriving on *core* is terminating (to a UE).
+
+IO-free: bytes and addresses come in through `receive()`, out through the `send` callback given
+at construction; time is passed in. One `TransactionLayer` per side so every datagram a layer
+emits leaves through that side's sockets.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pcscf_alg.config import Config
+from pcscf_alg.errors import SipParseError
+from pcscf_alg.mediaplan import Side
+from pcscf_alg.registration import (
+    Binding,
+    E2aeIndication,
+    Flow,
+    RegistrationError,
+    RegistrationStore,
+    check_security_verify,
+    contact_key,
+    expiry_from_200,
+    indications_from_mechanisms,
+    register_from_200,
+    terminating_binding,
+)
+from pcscf_alg.sip import transaction as tx
+from pcscf_alg.sip.headers import NameAddr, SipUri, Via, header_tag
+from pcscf_alg.sip.message import Headers, SipMessage, make_response, parse_message
+from pcscf_alg.sip.secagree import (
+    SecMechanism,
+    format_mechanisms,
+    parse_security_header,
+    server_mechanisms,
+    strip_option_tags,
+)
+
+if TYPE_CHECKING:
+    from pcscf_alg.calls import CallManager
+
+log = logging.getLogger(__name__)
+
+Peer = tx.Peer
+# send(side, data, peer)
+Sender = Callable[[Side, bytes, "tx.Peer"], None]
+
+# Methods that create a dialog and therefore get Record-Route (RFC 3261 §16.6 step 4).
+DIALOG_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
+# Option tags we understand in Proxy-Require (RFC 3261 §16.3 step 5): sec-agree (RFC 3329) and
+# mediasec (TS 24.229 §7.2A.7, spec README §1.3: never answer 420 for it).
+SUPPORTED_PROXY_EXTENSIONS = frozenset({"sec-agree", "mediasec"})
+# Removed towards the core on REGISTER (spec README §1.2 item 4).
+SEC_OPTION_TAGS = {"sec-agree", "mediasec"}
+DEFAULT_MAX_FORWARDS = 70
+ALLOW = "INVITE, ACK, CANCEL, BYE, PRACK, UPDATE, OPTIONS, MESSAGE, REFER, NOTIFY, SUBSCRIBE, INFO"
+
+
+def new_tag() -> str:
+    """A To/From tag for responses we generate (RFC 3261 §19.3: at least 32 random bits)."""
+    return secrets.token_hex(6)
+
+
+def _other(side: Side) -> Side:
+    return Side.CORE if side is Side.ACCESS else Side.ACCESS
+
+
+@dataclass(slots=True)
+class ProxyCtx:
+    """One proxied request: its server transaction upstream and client transaction downstream."""
+
+    server: tx.ServerTransaction
+    in_side: Side
+    out_side: Side
+    request: SipMessage  # the request as forwarded downstream
+    client: tx.ClientTransaction | None = None
+    final_sent: bool = False
+    cancelled: bool = False
+    dest: Peer | None = None
+    # REGISTER bookkeeping (None for other methods)
+    reg: RegisterCtx | None = None
+
+
+@dataclass(slots=True)
+class RegisterCtx:
+    """What a REGISTER told us, kept until its final response arrives."""
+
+    flow: Flow
+    impu: str
+    contacts: list[str]
+    mechanisms: tuple[SecMechanism, ...]
+    flags: E2aeIndication
+    path: str
+
+
+@dataclass
+class Counters:
+    """Metrics counters (DESIGN.md: a counter for every decision)."""
+
+    received: int = 0
+    parse_errors: int = 0
+    dropped: int = 0
+    responses_400: int = 0
+    forwarded_requests: int = 0
+    forwarded_responses: int = 0
+    timeouts: int = 0
+    registrations: int = 0
+    rejected_unregistered: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+
+
+class Pcscf:
+    """The proxy. `calls` (set later by the app) handles SDP and media; None = pure proxy."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        registrations: RegistrationStore,
+        send: Sender,
+        *,
+        timers: tx.Timers | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.reg = registrations
+        self._send = send
+        t = timers or tx.Timers(T1=cfg.sip.t1, T2=cfg.sip.t2, T4=cfg.sip.t4)
+        self.layers: dict[Side, tx.TransactionLayer] = {
+            Side.ACCESS: tx.TransactionLayer(t),
+            Side.CORE: tx.TransactionLayer(t),
+        }
+        self.addr: dict[Side, tuple[str, int]] = {
+            Side.ACCESS: (cfg.sip.access.host, cfg.sip.access.port),
+            Side.CORE: (cfg.sip.core.host, cfg.sip.core.port),
+        }
+        self.counters = Counters()
+        self.calls: CallManager | None = None
+        self._sec_server = server_mechanisms(cfg.e2ae.rtp, cfg.e2ae.msrp)
+        self._sec_server_text = format_mechanisms(self._sec_server)
+        self._dns: dict[str, str] = {}
+        self.now = 0.0
+
+    # ------------------------------------------------------------------ entry points
+    def receive(self, data: bytes, side: Side, peer: Peer, now: float) -> None:
+        """A message arrived on `side` from `peer`."""
+        self.now = now
+        self.counters.received += 1
+        try:
+            msg = parse_message(data, datagram=peer.transport == "udp")
+        except SipParseError as e:
+            self.counters.parse_errors += 1
+            self._answer_unparseable(data, side, peer, e)
+            return
+        try:
+            if msg.is_request:
+                self._on_request(msg, side, peer, now)
+            else:
+                self._on_response(msg, side, peer, now)
+        except SipParseError as e:
+            # A header we route on was malformed (e.g. Via, Route): 400 to requests, drop responses.
+            self.counters.parse_errors += 1
+            if msg.is_request and msg.method != "ACK":
+                self._reply_stateless(msg, side, peer, 400, "Bad Request", warning=e.reason)
+        self.flush()
+
+    def handle_timer(self, now: float) -> None:
+        self.now = now
+        for layer in self.layers.values():
+            layer.handle_timer(now)
+        self.flush()
+
+    def get_timer(self) -> float | None:
+        ts = [t for t in (la.get_timer() for la in self.layers.values()) if t is not None]
+        return min(ts) if ts else None
+
+    def transport_failure(self, side: Side, transport: str, host: str, port: int) -> None:
+        """An outgoing connection could not be opened: fail the transactions waiting on it."""
+        self.layers[side].transport_error(Peer(transport, host, port), self.now)
+        self.flush()
+
+    def flush(self) -> None:
+        """Send what the transaction layers produced and handle their events."""
+        for side, layer in self.layers.items():
+            while True:
+                ev = layer.next_event()
+                if ev is None:
+                    break
+                self._on_event(side, ev)
+            for data, peer in layer.datagrams_to_send():
+                self._send(side, data, peer)
+
+    # ------------------------------------------------------------------ requests
+    def _on_request(self, msg: SipMessage, side: Side, peer: Peer, now: float) -> None:
+        self._stamp_via(msg, peer)
+        layer = self.layers[side]
+        if msg.method == "ACK":
+            # An ACK for a non-2xx final is absorbed by the INVITE server transaction; the rest
+            # (ACK for 2xx) is end to end and comes back as StrayAck.
+            layer.receive_request(msg, peer, now)
+            return
+        txn = layer.receive_request(msg, peer, now)
+        if txn is None:
+            return  # retransmission, absorbed
+        if msg.method == "CANCEL":
+            self._on_cancel(txn, msg, side, now)
+            return
+        ctx_err = self._check_request(msg)
+        if ctx_err is not None:
+            status, reason, warning, extra = ctx_err
+            self._reply(txn, side, status, reason, warning=warning, extra=extra)
+            return
+        if header_tag(msg.headers.get("to")) is not None:
+            self._forward_in_dialog(txn, msg, side, peer, now)
+        elif msg.method == "REGISTER":
+            self._on_register(txn, msg, side, peer, now)
+        else:
+            self._forward_initial(txn, msg, side, peer, now)
+
+    def _check_request(
+        self, msg: SipMessage
+    ) -> tuple[int, str, str | None, list[tuple[str, str]] | None] | None:
+        """RFC 3261 §16.3 request validation: Max-Forwards and Proxy-Require."""
+        mf = msg.headers.get("max-forwards")
+        if mf is not None and int(mf) <= 0:
+            return 483, "Too Many Hops", None, None
+        unsupported = [
+            t
+            for v in msg.headers.values("proxy-require")
+            for t in [v.strip().lower()]
+            if t and t not in SUPPORTED_PROXY_EXTENSIONS
+        ]
+        if unsupported:
+            return 420, "Bad Extension", None, [("Unsupported", ", ".join(unsupported))]
+        return None
+
+    def _stamp_via(self, msg: SipMessage, peer: Peer) -> None:
+        """RFC 3261 §18.2.1 received= and RFC 3581 rport= on the top Via."""
+        top = msg.headers.first_value("via")
+        if top is None:
+            return
+        via = Via.parse(top)
+        changed = False
+        if via.host.strip("[]") != peer.host:
+            via.set_param("received", peer.host)
+            changed = True
+        if via.param("rport") is not None:
+            via.set_param("rport", str(peer.port))
+            via.set_param("received", peer.host)
+            changed = True
+        if changed:
+            msg.headers.pop_first_value("via")
+            msg.headers.prepend("Via", str(via))
+
+    def _is_us(self, uri: SipUri) -> bool:
+        host = uri.host.strip("[]")
+        port = uri.port or 5060
+        return any(host == h and port == p for h, p in self.addr.values())
+
+    def _pop_our_routes(self, msg: SipMessage) -> None:
+        """Loose routing (RFC 3261 §16.4): remove Route entries that name us."""
+        while True:
+            top = msg.headers.first_value("route")
+            if top is None:
+                return
+            try:
+                uri = SipUri.parse(NameAddr.parse(top).uri)
+            except SipParseError:
+                return
+            if not self._is_us(uri):
+                return
+            msg.headers.pop_first_value("route")
+
+    def _prepare_forward(self, msg: SipMessage, out_side: Side, out_transport: str) -> str:
+        """Max-Forwards, our Via on the outgoing side. Returns the new branch."""
+        mf = msg.headers.get("max-forwards")
+        msg.headers.set(
+            "Max-Forwards", str(int(mf) - 1 if mf is not None else DEFAULT_MAX_FORWARDS)
+        )
+        branch = tx.new_branch()
+        host, port = self.addr[out_side]
+        tr = out_transport.upper()
+        rport = ";rport" if tr == "UDP" else ""
+        msg.headers.prepend("Via", f"SIP/2.0/{tr} {host}:{port};branch={branch}{rport}")
+        msg.invalidate()
+        return branch
+
+    def _record_route(
+        self, msg: SipMessage, in_side: Side, in_tr: str, out_side: Side, out_tr: str
+    ) -> None:
+        """Double Record-Route (RFC 5658): the incoming side first, the outgoing side on top, so
+        each peer's route set starts at the listener that faces it."""
+        for side, tr in ((in_side, in_tr), (out_side, out_tr)):
+            host, port = self.addr[side]
+            t = ";transport=tcp" if tr == "tcp" else ""
+            msg.headers.prepend("Record-Route", f"<sip:{host}:{port};lr{t}>")
+
+    def _resolve(self, host: str) -> str:
+        h = host.strip("[]")
+        try:
+            socket.inet_pton(socket.AF_INET6 if ":" in h else socket.AF_INET, h)
+            return h
+        except OSError:
+            pass
+        cached = self._dns.get(h)
+        if cached is None:
+            # Lab deployments name peers in /etc/hosts; results are cached for the process life.
+            try:
+                cached = socket.getaddrinfo(h, None, socket.AF_INET)[0][4][0]
+            except OSError:
+                raise SipParseError(f"cannot resolve {h}", 503) from None
+            self._dns[h] = cached
+        return str(cached)
+
+    def _peer_for_uri(self, uri_text: str) -> Peer:
+        uri = SipUri.parse(NameAddr.parse(uri_text).uri if "<" in uri_text else uri_text)
+        if uri.scheme == "tel":
+            raise SipParseError("cannot route a tel: URI without a Route", 404)
+        default_port = 5061 if uri.scheme == "sips" else 5060
+        tr = uri.transport
+        if tr not in ("udp", "tcp"):
+            tr = "tcp"
+        return Peer(tr, self._resolve(uri.host), uri.port or default_port)
+
+    def _next_hop_peer(self) -> Peer:
+        s = self.cfg.sip
+        return Peer(s.next_hop_transport, s.next_hop_host, s.next_hop_port)
+
+    def _target(self, msg: SipMessage, to_ue: bool) -> Peer:
+        """Where a request goes after our Route entries are popped."""
+        route = msg.headers.first_value("route")
+        if route is not None:
+            return self._peer_for_uri(route)
+        if to_ue:
+            # Terminating: to the UE over its registered flow (TCP connection, NAT binding).
+            b = self._terminating_binding(msg.uri or "")
+            if b is not None:
+                return Peer(b.flow.transport, b.flow.host, b.flow.port)
+        return self._peer_for_uri(msg.uri or "")
+
+    def _terminating_binding(self, ruri: str) -> Binding | None:
+        try:
+            return terminating_binding(self.reg, ruri)
+        except (ValueError, SipParseError):
+            return None
+
+    def _forward_initial(
+        self, txn: tx.ServerTransaction, msg: SipMessage, side: Side, peer: Peer, now: float
+    ) -> None:
+        self._pop_our_routes(msg)
+        out_side = _other(side)
+        if side is Side.ACCESS:
+            # Originating (TS 24.229 5.2.6.3): the UE must be registered over this flow.
+            binding = self._originating_binding(msg, peer)
+            if binding is None and self.cfg.registration.require_for_originating:
+                self.counters.rejected_unregistered += 1
+                self._reply(
+                    txn, side, 403, "Forbidden", warning="UE not registered from this address"
+                )
+                return
+            if binding is not None:
+                self._assert_identity(msg, binding)
+                if binding.service_route:
+                    # TS 24.229 5.2.6.3.3: the preloaded route is the stored Service-Route.
+                    msg.headers.replace_values("Route", list(binding.service_route))
+            dest = (
+                self._peer_for_uri(msg.headers.first_value("route") or "")
+                if msg.headers.first_value("route")
+                else self._next_hop_peer()
+            )
+        else:
+            if msg.method == "REGISTER":
+                self._reply(txn, side, 403, "Forbidden", warning="REGISTER only on the access side")
+                return
+            dest = self._target(msg, to_ue=True)
+        if msg.method in DIALOG_METHODS:
+            self._record_route(msg, side, peer.transport, out_side, dest.transport)
+        self._forward(txn, msg, side, out_side, dest, now)
+
+    def _forward_in_dialog(
+        self, txn: tx.ServerTransaction, msg: SipMessage, side: Side, peer: Peer, now: float
+    ) -> None:
+        self._pop_our_routes(msg)
+        out_side = _other(side)
+        dest = self._target(msg, to_ue=side is Side.CORE)
+        self._forward(txn, msg, side, out_side, dest, now)
+
+    def _forward(
+        self,
+        txn: tx.ServerTransaction,
+        msg: SipMessage,
+        in_side: Side,
+        out_side: Side,
+        dest: Peer,
+        now: float,
+        reg: RegisterCtx | None = None,
+    ) -> None:
+        ctx = ProxyCtx(server=txn, in_side=in_side, out_side=out_side, request=msg, dest=dest)
+        ctx.reg = reg
+        txn.user_data = ctx
+        if self.calls is not None and not self.calls.on_request(ctx, msg, now):
+            return  # the call layer answered (e.g. 488) or will forward asynchronously
+        self.send_downstream(ctx, now)
+
+    def send_downstream(self, ctx: ProxyCtx, now: float) -> None:
+        """Create the client transaction for `ctx.request` and send it."""
+        assert ctx.dest is not None
+        if ctx.final_sent:
+            return
+        self._prepare_forward(ctx.request, ctx.out_side, ctx.dest.transport)
+        client = self.layers[ctx.out_side].send_request(ctx.request, ctx.dest, now)
+        client.user_data = ctx
+        ctx.client = client
+        self.counters.forwarded_requests += 1
+
+    def _originating_binding(self, msg: SipMessage, peer: Peer) -> Binding | None:
+        try:
+            flow = Flow(peer.transport, peer.host, peer.port)
+        except ValueError:
+            return None
+        return self.reg.by_flow(flow)
+
+    def _assert_identity(self, msg: SipMessage, binding: Binding) -> None:
+        """TS 24.229 5.2.6.3.1: P-Asserted-Identity from the registered identity; the UE's
+        P-Preferred-Identity is honoured only when it names one of its registered identities."""
+        asserted = None
+        for ppi in msg.headers.values("p-preferred-identity"):
+            try:
+                uri = NameAddr.parse(ppi).uri
+            except SipParseError:
+                continue
+            if binding.has_identity(uri):
+                asserted = uri
+                break
+        msg.headers.remove("P-Preferred-Identity")
+        msg.headers.remove("P-Asserted-Identity")
+        msg.headers.add_after_last(
+            "P-Asserted-Identity", f"<{asserted or binding.impu}>", "call-id"
+        )
+
+    # ------------------------------------------------------------------ REGISTER
+    def _on_register(
+        self, txn: tx.ServerTransaction, msg: SipMessage, side: Side, peer: Peer, now: float
+    ) -> None:
+        if side is not Side.ACCESS:
+            self._reply(txn, side, 403, "Forbidden", warning="REGISTER only on the access side")
+            return
+        try:
+            client_mechs = parse_security_header(msg.headers.get_raw_all("security-client"))
+            check_security_verify(self._sec_server, msg.headers.get_raw_all("security-verify"))
+        except RegistrationError as e:
+            self._reply(
+                txn,
+                side,
+                e.status,
+                "Security Agreement Required",
+                warning=e.reason,
+                extra=[("Security-Server", self._sec_server_text)] if self._sec_server else None,
+            )
+            return
+        flags = indications_from_mechanisms(client_mechs, self.cfg.e2ae.rtp, self.cfg.e2ae.msrp)
+        to = NameAddr.parse(msg.headers.get("to") or "")
+        contacts = [NameAddr.parse(c).uri for c in msg.headers.values("contact") if c != "*"]
+        # Towards the core (spec README §1.2 item 4): no sec-agree material, Path added.
+        msg.headers.remove("Security-Client")
+        msg.headers.remove("Security-Verify")
+        for name in ("Require", "Proxy-Require"):
+            if name in msg.headers:
+                rest = strip_option_tags(msg.headers.get_raw_all(name), SEC_OPTION_TAGS)
+                msg.headers.replace_values(name, rest)
+        self._pop_our_routes(msg)
+        dest = self._next_hop_peer()
+        host, port = self.addr[Side.CORE]
+        t = ";transport=tcp" if dest.transport == "tcp" else ""
+        path = f"<sip:term@{host}:{port};lr{t}>"
+        msg.headers.prepend("Path", path)
+        flow = Flow(peer.transport, peer.host, peer.port)
+        reg = RegisterCtx(flow, to.uri, contacts, tuple(client_mechs), flags, path)
+        self._forward(txn, msg, side, Side.CORE, dest, now, reg)
+
+    def _register_response(self, ctx: ProxyCtx, resp: SipMessage, now: float) -> None:
+        reg = ctx.reg
+        assert reg is not None
+        if (self._sec_server and resp.status in (401, 407, 494)) or 200 <= resp.status < 300:
+            # Spec README §1.2 item 2: Security-Server in the 401 and in the 200.
+            if self._sec_server:
+                resp.headers.add_after_last("Security-Server", self._sec_server_text, "cseq")
+        if not 200 <= resp.status < 300:
+            return
+        expires_hdr = resp.headers.get("expires")
+        exp_h = int(expires_hdr) if expires_hdr and expires_hdr.strip().isdigit() else None
+        granted: dict[str, int | None] = {}
+        for c in resp.headers.values("contact"):
+            try:
+                na = NameAddr.parse(c)
+            except SipParseError:
+                continue
+            e = na.param("expires")
+            granted[_contact_norm(na.uri)] = int(e) if e and e.isdigit() else None
+        service_route = resp.headers.values("service-route")
+        associated = [NameAddr.parse(v).uri for v in resp.headers.values("p-associated-uri")]
+        for contact in reg.contacts:
+            key = _contact_norm(contact)
+            if key not in granted and granted:
+                # The registrar did not return this contact: it is not registered (RFC 3261 §10.3).
+                expires = 0
+            else:
+                expires = expiry_from_200(
+                    granted.get(key), exp_h, self.cfg.registration.default_expires
+                )
+            register_from_200(
+                self.reg,
+                impu=reg.impu,
+                contact=contact,
+                flow=reg.flow,
+                flags=reg.flags,
+                expires=expires,
+                now=now,
+                mechanisms=reg.mechanisms,
+                path=[reg.path],
+                service_route=service_route,
+                associated=associated,
+            )
+            self.counters.registrations += 1
+
+    def sweep_registrations(self, now: float) -> list[Binding]:
+        gone = self.reg.sweep(now)
+        if gone and self.calls is not None:
+            self.calls.on_bindings_removed(gone, now)
+        return gone
+
+    # ------------------------------------------------------------------ CANCEL
+    def _on_cancel(
+        self, txn: tx.ServerTransaction, msg: SipMessage, side: Side, now: float
+    ) -> None:
+        layer = self.layers[side]
+        invite = layer.find_invite_for_cancel(msg, txn.peer)
+        if invite is None:
+            self._reply(txn, side, 481, "Call/Transaction Does Not Exist")
+            return
+        # RFC 3261 §16.10: answer the CANCEL, then cancel the pending client transactions.
+        layer.send_response(txn, make_response(msg, 200, "OK"), now)
+        ictx = invite.user_data
+        if isinstance(ictx, ProxyCtx):
+            ictx.cancelled = True
+            if not ictx.final_sent:
+                self._reply(invite, side, 487, "Request Terminated")
+            if ictx.client is not None:
+                self.layers[ictx.out_side].cancel(ictx.client, now)
+            if self.calls is not None:
+                self.calls.on_cancelled(ictx, now)
+        else:
+            self._reply(invite, side, 487, "Request Terminated")
+
+    # ------------------------------------------------------------------ responses
+    def _on_response(self, msg: SipMessage, side: Side, peer: Peer, now: float) -> None:
+        got = self.layers[side].receive_response(msg, peer, now)
+        if got is None:
+            return
+        client, resp = got
+        ctx = client.user_data
+        if not isinstance(ctx, ProxyCtx):
+            return
+        self.relay_response(ctx, resp, now)
+
+    def relay_response(self, ctx: ProxyCtx, resp: SipMessage, now: float) -> None:
+        if resp.status == 100:
+            return  # hop by hop (RFC 3261 §16.7 step 3... a proxy does not forward 100)
+        resp.headers.pop_first_value("via")
+        resp.invalidate()
+        if ctx.reg is not None:
+            self._register_response(ctx, resp, now)
+        if self.calls is not None and not self.calls.on_response(ctx, resp, now):
+            return
+        self._send_upstream(ctx, resp, now)
+
+    def _send_upstream(self, ctx: ProxyCtx, resp: SipMessage, now: float) -> None:
+        if ctx.final_sent and not (200 <= resp.status < 300 and ctx.request.method == "INVITE"):
+            return  # already answered (e.g. 487 after CANCEL): a late final is not forwarded
+        if resp.status >= 200:
+            ctx.final_sent = True
+        self.counters.forwarded_responses += 1
+        self.layers[ctx.in_side].send_response(ctx.server, resp, now)
+
+    def answer(self, ctx: ProxyCtx, status: int, reason: str, warning: str | None = None) -> None:
+        """Answer the upstream side ourselves (used by the call layer, e.g. 488)."""
+        if ctx.final_sent:
+            return
+        ctx.final_sent = True
+        self._reply(ctx.server, ctx.in_side, status, reason, warning=warning)
+
+    # ------------------------------------------------------------------ events
+    def _on_event(self, side: Side, ev: object) -> None:
+        if isinstance(ev, tx.StrayAck):
+            self._forward_ack(ev.msg, side, ev.source)
+        elif isinstance(ev, tx.StrayResponse):
+            self._forward_stray_response(ev.msg, side)
+        elif isinstance(ev, (tx.ClientTimeout, tx.TransportError)):
+            ctx = ev.txn.user_data
+            self.counters.timeouts += 1
+            if isinstance(ctx, ProxyCtx) and not ctx.final_sent:
+                if isinstance(ev, tx.ClientTimeout):
+                    self.answer(ctx, 408, "Request Timeout")
+                else:
+                    self.answer(ctx, 503, "Service Unavailable", warning="next hop unreachable")
+                if self.calls is not None:
+                    self.calls.on_failed(ctx, self.now)
+        elif isinstance(ev, tx.ServerTimeout):
+            ctx = ev.txn.user_data
+            if isinstance(ctx, ProxyCtx) and self.calls is not None:
+                self.calls.on_failed(ctx, self.now)
+        elif isinstance(ev, tx.TransactionTerminated):
+            ev.txn.user_data = None
+
+    def _forward_ack(self, msg: SipMessage, side: Side, source: Peer) -> None:
+        """ACK for a 2xx: end to end, forwarded statelessly along the route set (RFC 3261 §16.11)."""
+        mf = msg.headers.get("max-forwards")
+        if mf is not None and int(mf) <= 0:
+            return
+        self._pop_our_routes(msg)
+        out_side = _other(side)
+        try:
+            dest = self._target(msg, to_ue=side is Side.CORE)
+        except SipParseError:
+            return
+        if self.calls is not None and not self.calls.on_ack(msg, side, self.now):
+            return
+        self._prepare_forward(msg, out_side, dest.transport)
+        self.counters.forwarded_requests += 1
+        self._send(out_side, msg.serialize(), dest)
+
+    def _forward_stray_response(self, msg: SipMessage, side: Side) -> None:
+        """A response matching no transaction, typically a 2xx retransmission: forward it
+        statelessly by its second Via (RFC 3261 §16.11), if the top Via is ours."""
+        top = msg.headers.first_value("via")
+        if top is None:
+            return
+        via = Via.parse(top)
+        host, port = self.addr[side]
+        if via.host != host or (via.port or 5060) != port:
+            return
+        msg.headers.pop_first_value("via")
+        nxt = msg.headers.first_value("via")
+        if nxt is None:
+            return
+        v2 = Via.parse(nxt)
+        rport = v2.param("rport")
+        dest = Peer(
+            v2.transport.lower(),
+            v2.param("received") or v2.host.strip("[]"),
+            int(rport) if rport and rport.isdigit() else (v2.port or 5060),
+        )
+        out_side = _other(side)
+        self._send(out_side, msg.serialize(), dest)
+
+    # ------------------------------------------------------------------ replies
+    def _reply(
+        self,
+        txn: tx.ServerTransaction,
+        side: Side,
+        status: int,
+        reason: str,
+        *,
+        warning: str | None = None,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
+        hdrs = list(extra or [])
+        if warning:
+            hdrs.append(("Warning", self.warning(side, warning)))
+        resp = make_response(txn.request, status, reason, to_tag=new_tag(), extra=hdrs)
+        self.counters.by_status[status] = self.counters.by_status.get(status, 0) + 1
+        ctx = txn.user_data
+        if isinstance(ctx, ProxyCtx):
+            ctx.final_sent = True
+        self.layers[side].send_response(txn, resp, self.now)
+
+    def warning(self, side: Side, text: str) -> str:
+        """RFC 3261 §20.43 Warning value: code 399 (miscellaneous), our host, quoted text."""
+        host, port = self.addr[side]
+        safe = text.replace("\\", "").replace('"', "'").replace("\r", " ").replace("\n", " ")
+        return f'399 {host}:{port} "{safe}"'
+
+    def _reply_stateless(
+        self,
+        msg: SipMessage,
+        side: Side,
+        peer: Peer,
+        status: int,
+        reason: str,
+        warning: str | None = None,
+    ) -> None:
+        hdrs = [("Warning", self.warning(side, warning))] if warning else []
+        resp = make_response(msg, status, reason, to_tag=new_tag(), extra=hdrs)
+        self.counters.responses_400 += 1
+        self._send(side, resp.serialize(), peer)
+
+    def _answer_unparseable(self, data: bytes, side: Side, peer: Peer, err: SipParseError) -> None:
+        """A malformed request gets 400 when we can still address a response (RFC 3261 §16.3 /
+        RFC 4475 §3.1.2); anything else is dropped. Never raises."""
+        resp = _salvage_response(data, err)
+        if resp is None:
+            self.counters.dropped += 1
+            return
+        self.counters.responses_400 += 1
+        resp.headers.add("Warning", self.warning(side, err.reason))
+        self._send(side, resp.serialize(), peer)
+
+
+def _contact_norm(uri: str) -> str:
+    try:
+        return contact_key(uri)
+    except ValueError:
+        return uri
+
+
+_REASONS = {
+    400: "Bad Request",
+    413: "Request Entity Too Large",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+}
+
+
+def _salvage_response(data: bytes, err: SipParseError) -> SipMessage | None:
+    """Build an error response from a request that failed full parsing, if it has the headers a
+    response needs (Via, From, To, Call-ID, CSeq). Responses and ACKs are never answered."""
+    try:
+        text = data[:16384].decode("utf-8", "replace")
+    except Exception:  # pragma: no cover - decode with "replace" cannot fail
+        return None
+    lines = text.replace("\r\n", "\n").split("\n")
+    if not lines or lines[0].startswith("SIP/") or lines[0].startswith("ACK "):
+        return None
+    if " " not in lines[0]:
+        return None
+    wanted = {
+        "via": "Via",
+        "v": "Via",
+        "from": "From",
+        "f": "From",
+        "to": "To",
+        "t": "To",
+        "call-id": "Call-ID",
+        "i": "Call-ID",
+        "cseq": "CSeq",
+    }
+    h = Headers()
+    seen: set[str] = set()
+    for line in lines[1:]:
+        if not line:
+            break
+        name, sep, value = line.partition(":")
+        key = wanted.get(name.strip().lower())
+        if not sep or key is None:
+            continue
+        if key != "Via" and key in seen:
+            continue
+        seen.add(key)
+        h.add(key, value.strip())
+    if not {"Via", "From", "To", "Call-ID", "CSeq"} <= seen:
+        return None
+    status = err.status if err.status in _REASONS else 400
+    to = h.get("to") or ""
+    if header_tag(to) is None:
+        h.set("To", f"{to};tag={new_tag()}")
+    h.add("Content-Length", "0")
+    return SipMessage(headers=h, status=status, reason=_REASONS[status])

@@ -1,0 +1,256 @@
+"""Configuration: one YAML file, validated at load; every error names the file, key and reason.
+
+The keys under `sip:` are a contract (tests and outside harnesses write configs with them):
+
+    sip:
+      access: {host: 127.0.0.1, port: 5060}   # UE-facing (Gm), UDP and TCP
+      core:   {host: 127.0.0.1, port: 5070}   # core-facing (Mw), UDP and TCP
+      next_hop: "sip:127.0.0.1:5080;lr"       # I-/S-CSCF for REGISTER and originating requests
+
+Other sections: `registration:`, `e2ae:`, `agw:` (pcscf_alg.agw.config), `policy:`
+(pcscf_alg.policy), `admin:` and `log:`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pcscf_alg.errors import ConfigError, SipParseError
+from pcscf_alg.sip.headers import SipUri
+
+
+@dataclass(frozen=True)
+class Listener:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class SipConfig:
+    access: Listener
+    core: Listener
+    next_hop: str
+    next_hop_host: str
+    next_hop_port: int
+    next_hop_transport: str
+    udp: bool = True
+    tcp: bool = True
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+    tcp_idle_timeout_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    # TS 24.229 5.2.6.3.1: a P-CSCF only accepts originating requests from registered UEs.
+    # Tests of the bare SIP core turn this off to drive plain SIPp calls through.
+    require_for_originating: bool = True
+    default_expires: int = 600000
+    sweep_interval_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class E2aeConfig:
+    rtp: bool = True
+    msrp: bool = True
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 5090
+
+
+@dataclass(frozen=True)
+class Config:
+    file: str
+    sip: SipConfig
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    e2ae: E2aeConfig = field(default_factory=E2aeConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    log_level: str = "INFO"
+    # Raw sections owned by other layers, validated by their own loaders.
+    agw: dict[str, Any] | None = None
+    policy: dict[str, Any] | None = None
+
+
+_TOP_KEYS = {"sip", "registration", "e2ae", "agw", "policy", "admin", "log"}
+
+
+class _Reader:
+    """Typed access to one mapping with errors that carry file and dotted key."""
+
+    def __init__(self, file: str, data: Any, path: str, allowed: set[str]) -> None:
+        self.file = file
+        self.path = path
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(file, path or "<top>", "must be a mapping")
+        for k in data:
+            if not isinstance(k, str) or k not in allowed:
+                raise ConfigError(
+                    file, self.key(str(k)), f"unknown key (allowed: {', '.join(sorted(allowed))})"
+                )
+        self.data: dict[str, Any] = data
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get_bool(self, name: str, default: bool) -> bool:
+        v = self.data.get(name, default)
+        if not isinstance(v, bool):
+            raise ConfigError(self.file, self.key(name), f"must be true or false, got {v!r}")
+        return v
+
+    def get_int(self, name: str, default: int, lo: int, hi: int) -> int:
+        v = self.data.get(name, default)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(self.file, self.key(name), f"must be an integer, got {v!r}")
+        if not lo <= v <= hi:
+            raise ConfigError(self.file, self.key(name), f"must be between {lo} and {hi}, got {v}")
+        return v
+
+    def get_float(self, name: str, default: float, lo: float, hi: float) -> float:
+        v = self.data.get(name, default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(self.file, self.key(name), f"must be a number, got {v!r}")
+        if not lo <= float(v) <= hi:
+            raise ConfigError(self.file, self.key(name), f"must be between {lo} and {hi}, got {v}")
+        return float(v)
+
+    def get_str(self, name: str, default: str | None) -> str:
+        v = self.data.get(name, default)
+        if not isinstance(v, str) or not v:
+            raise ConfigError(self.file, self.key(name), f"must be a non-empty string, got {v!r}")
+        return v
+
+    def sub(self, name: str, allowed: set[str], required: bool = False) -> _Reader:
+        if required and name not in self.data:
+            raise ConfigError(self.file, self.key(name), "is required")
+        return _Reader(self.file, self.data.get(name), self.key(name), allowed)
+
+
+def _ip(file: str, key: str, value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(file, key, f"must be an IP address literal, got {value!r}") from None
+    return value
+
+
+def _listener(r: _Reader, name: str) -> Listener:
+    sub = r.sub(name, {"host", "port"}, required=True)
+    host = _ip(r.file, sub.key("host"), sub.get_str("host", None))
+    port = sub.get_int("port", 0, 1, 65535) if "port" in sub.data else None
+    if port is None:
+        raise ConfigError(r.file, sub.key("port"), "is required")
+    return Listener(host, port)
+
+
+def _next_hop(file: str, key: str, value: str) -> tuple[str, int, str]:
+    try:
+        uri = SipUri.parse(value)
+    except SipParseError as e:
+        raise ConfigError(file, key, f"not a SIP URI: {e.reason}") from None
+    if uri.scheme not in ("sip", "sips"):
+        raise ConfigError(file, key, f"must be a sip: URI, got {value!r}")
+    host = uri.host.strip("[]")
+    _ip(file, key, host)
+    transport = uri.transport
+    if transport not in ("udp", "tcp"):
+        raise ConfigError(file, key, f"transport must be udp or tcp, got {transport!r}")
+    return host, uri.port or 5060, transport
+
+
+def parse_config(data: Any, file: str) -> Config:
+    """Validate a parsed YAML document. Sections owned by other layers are checked by them."""
+    top = _Reader(file, data, "", _TOP_KEYS)
+    s = top.sub(
+        "sip",
+        {"access", "core", "next_hop", "udp", "tcp", "t1", "t2", "t4", "tcp_idle_timeout_s"},
+        required=True,
+    )
+    access = _listener(s, "access")
+    core = _listener(s, "core")
+    if (access.host, access.port) == (core.host, core.port):
+        raise ConfigError(file, "sip.core", "must differ from sip.access (host and port)")
+    nh = s.get_str("next_hop", None)
+    nh_host, nh_port, nh_tr = _next_hop(file, "sip.next_hop", nh)
+    t1 = s.get_float("t1", 0.5, 0.01, 10.0)
+    sip = SipConfig(
+        access=access,
+        core=core,
+        next_hop=nh,
+        next_hop_host=nh_host,
+        next_hop_port=nh_port,
+        next_hop_transport=nh_tr,
+        udp=s.get_bool("udp", True),
+        tcp=s.get_bool("tcp", True),
+        t1=t1,
+        t2=s.get_float("t2", 4.0, t1, 60.0),
+        t4=s.get_float("t4", 5.0, 0.0, 60.0),
+        tcp_idle_timeout_s=s.get_float("tcp_idle_timeout_s", 300.0, 1.0, 86400.0),
+    )
+    if not (sip.udp or sip.tcp):
+        raise ConfigError(file, "sip.udp", "at least one of sip.udp and sip.tcp must be true")
+    rg = top.sub("registration", {"require_for_originating", "default_expires", "sweep_interval_s"})
+    registration = RegistrationConfig(
+        require_for_originating=rg.get_bool("require_for_originating", True),
+        default_expires=rg.get_int("default_expires", 600000, 1, 2**31 - 1),
+        sweep_interval_s=rg.get_float("sweep_interval_s", 5.0, 0.05, 3600.0),
+    )
+    e = top.sub("e2ae", {"rtp", "msrp"})
+    e2ae = E2aeConfig(rtp=e.get_bool("rtp", True), msrp=e.get_bool("msrp", True))
+    a = top.sub("admin", {"enabled", "host", "port"})
+    admin = AdminConfig(
+        enabled=a.get_bool("enabled", False),
+        host=_ip(file, "admin.host", a.get_str("host", "127.0.0.1")),
+        port=a.get_int("port", 5090, 1, 65535),
+    )
+    lg = top.sub("log", {"level"})
+    level = lg.get_str("level", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(file, "log.level", f"must be DEBUG, INFO, WARNING or ERROR, got {level}")
+    for name in ("agw", "policy"):
+        if name in top.data and top.data[name] is not None and not isinstance(top.data[name], dict):
+            raise ConfigError(file, name, "must be a mapping")
+    return Config(
+        file=file,
+        sip=sip,
+        registration=registration,
+        e2ae=e2ae,
+        admin=admin,
+        log_level=level,
+        agw=top.data.get("agw"),
+        policy=top.data.get("policy"),
+    )
+
+
+def load_yaml(path: str) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(path, "<file>", f"cannot read: {e.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<file>"
+        raise ConfigError(path, where, f"invalid YAML: {getattr(e, 'problem', e)}") from None
+
+
+def load_config(path: str | None) -> Config:
+    """Load and validate `path`, or the embedded default config when None."""
+    if path is None:
+        text = resources.files("pcscf_alg").joinpath("default.yaml").read_text(encoding="utf-8")
+        return parse_config(yaml.safe_load(text), "<embedded default.yaml>")
+    return parse_config(load_yaml(path), path)
