@@ -20,13 +20,13 @@ from pathlib import Path
 # Runnable from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pcscf_alg.registration import (  # noqa: E402
+from pcscf_alg.registration import (
     Flow,
     InMemoryRegistrationStore,
     indications_from_register,
     register_from_200,
 )
-from pcscf_alg.sip.secagree import parse_security_header  # noqa: E402
+from pcscf_alg.sip.secagree import parse_security_header
 
 SECURITY_CLIENT = (
     "ipsec-3gpp;alg=hmac-sha-1-96;ealg=aes-cbc;mod=trans;port-c=41110;port-s=41111;prot=esp;"

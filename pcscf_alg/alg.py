@@ -13,9 +13,9 @@ emits leaves through that side's sockets.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -147,7 +147,8 @@ class Pcscf:
         self.calls: CallManager | None = None
         self._sec_server = server_mechanisms(cfg.e2ae.rtp, cfg.e2ae.msrp)
         self._sec_server_text = format_mechanisms(self._sec_server)
-        self._dns: dict[str, str] = {}
+        self._hosts: dict[str, str] = {"localhost": "127.0.0.1", **dict(cfg.sip.hosts)}
+        self._egress = [ipaddress.ip_network(n) for n in cfg.sip.egress_networks]
         self.now = 0.0
 
     # ------------------------------------------------------------------ entry points
@@ -167,10 +168,11 @@ class Pcscf:
             else:
                 self._on_response(msg, side, peer, now)
         except SipParseError as e:
-            # A header we route on was malformed (e.g. Via, Route): 400 to requests, drop responses.
+            # A header we route on was malformed (e.g. Via, Route), or the target cannot be used:
+            # answer requests (400/403/404/503 as the error says), drop responses.
             self.counters.parse_errors += 1
             if msg.is_request and msg.method != "ACK":
-                self._reply_stateless(msg, side, peer, 400, "Bad Request", warning=e.reason)
+                self._reply_error(msg, side, peer, e)
         self.flush()
 
     def handle_timer(self, now: float) -> None:
@@ -305,21 +307,25 @@ class Pcscf:
             msg.headers.prepend("Record-Route", f"<sip:{host}:{port};lr{t}>")
 
     def _resolve(self, host: str) -> str:
-        h = host.strip("[]")
-        try:
-            socket.inet_pton(socket.AF_INET6 if ":" in h else socket.AF_INET, h)
-            return h
-        except OSError:
-            pass
-        cached = self._dns.get(h)
-        if cached is None:
-            # Lab deployments name peers in /etc/hosts; results are cached for the process life.
+        """IP literal, `localhost`, or a name from `sip.hosts`. Never DNS: a blocking lookup
+        would stall every call on the loop (RFC 3263 resolution belongs in an async resolver)."""
+        h = host.strip("[]").lower()
+        ip = self._hosts.get(h)
+        if ip is None:
             try:
-                cached = socket.getaddrinfo(h, None, socket.AF_INET)[0][4][0]
-            except OSError:
+                ip = str(ipaddress.ip_address(h))
+            except ValueError:
                 raise SipParseError(f"cannot resolve {h}", 503) from None
-            self._dns[h] = cached
-        return str(cached)
+        if not any(ipaddress.ip_address(ip) in net for net in self._egress):
+            raise SipParseError(f"destination {ip} not allowed", 403)
+        return ip
+
+    def egress_allowed(self, host: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        return any(addr in net for net in self._egress)
 
     def _peer_for_uri(self, uri_text: str) -> Peer:
         uri = SipUri.parse(NameAddr.parse(uri_text).uri if "<" in uri_text else uri_text)
@@ -416,8 +422,11 @@ class Pcscf:
         assert ctx.dest is not None
         if ctx.final_sent:
             return
-        self._prepare_forward(ctx.request, ctx.out_side, ctx.dest.transport)
-        client = self.layers[ctx.out_side].send_request(ctx.request, ctx.dest, now)
+        # A copy: the server transaction keeps the request as received (its responses copy its
+        # Via), the copy gets our Via and goes downstream.
+        out = ctx.request.copy()
+        self._prepare_forward(out, ctx.out_side, ctx.dest.transport)
+        client = self.layers[ctx.out_side].send_request(out, ctx.dest, now)
         client.user_data = ctx
         ctx.client = client
         self.counters.forwarded_requests += 1
@@ -548,7 +557,7 @@ class Pcscf:
             self._reply(txn, side, 481, "Call/Transaction Does Not Exist")
             return
         # RFC 3261 §16.10: answer the CANCEL, then cancel the pending client transactions.
-        layer.send_response(txn, make_response(msg, 200, "OK"), now)
+        layer.send_response(txn, make_response(msg, 200, "OK", to_tag=new_tag()), now)
         ictx = invite.user_data
         if isinstance(ictx, ProxyCtx):
             ictx.cancelled = True
@@ -689,18 +698,20 @@ class Pcscf:
         safe = text.replace("\\", "").replace('"', "'").replace("\r", " ").replace("\n", " ")
         return f'399 {host}:{port} "{safe}"'
 
-    def _reply_stateless(
-        self,
-        msg: SipMessage,
-        side: Side,
-        peer: Peer,
-        status: int,
-        reason: str,
-        warning: str | None = None,
-    ) -> None:
-        hdrs = [("Warning", self.warning(side, warning))] if warning else []
-        resp = make_response(msg, status, reason, to_tag=new_tag(), extra=hdrs)
-        self.counters.responses_400 += 1
+    def _reply_error(self, msg: SipMessage, side: Side, peer: Peer, err: SipParseError) -> None:
+        """Answer a request that failed while being routed. Inside its server transaction when
+        it has one (so retransmissions are absorbed), statelessly otherwise."""
+        status = err.status if err.status in REASONS else 400
+        if status == 400:
+            self.counters.responses_400 += 1
+        for txn in self.layers[side].server_transactions_for(msg):
+            ctx = txn.user_data
+            if isinstance(ctx, ProxyCtx) and ctx.final_sent:
+                return
+            self._reply(txn, side, status, REASONS[status], warning=err.reason)
+            return
+        hdrs = [("Warning", self.warning(side, err.reason))]
+        resp = make_response(msg, status, REASONS[status], to_tag=new_tag(), extra=hdrs)
         self._send(side, resp.serialize(), peer)
 
     def _answer_unparseable(self, data: bytes, side: Side, peer: Peer, err: SipParseError) -> None:
@@ -722,9 +733,12 @@ def _contact_norm(uri: str) -> str:
         return uri
 
 
-_REASONS = {
+REASONS = {
     400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
     413: "Request Entity Too Large",
+    503: "Service Unavailable",
     505: "Version Not Supported",
     513: "Message Too Large",
 }
@@ -768,9 +782,9 @@ def _salvage_response(data: bytes, err: SipParseError) -> SipMessage | None:
         h.add(key, value.strip())
     if not {"Via", "From", "To", "Call-ID", "CSeq"} <= seen:
         return None
-    status = err.status if err.status in _REASONS else 400
+    status = err.status if err.status in REASONS else 400
     to = h.get("to") or ""
     if header_tag(to) is None:
         h.set("To", f"{to};tag={new_tag()}")
     h.add("Content-Length", "0")
-    return SipMessage(headers=h, status=status, reason=_REASONS[status])
+    return SipMessage(headers=h, status=status, reason=REASONS[status])

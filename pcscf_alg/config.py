@@ -45,6 +45,11 @@ class SipConfig:
     t2: float = 4.0
     t4: float = 5.0
     tcp_idle_timeout_s: float = 300.0
+    # Static name -> IP map: the daemon never blocks its loop on DNS (lab peers are named here).
+    hosts: tuple[tuple[str, str], ...] = ()
+    # Where SIP may be sent (requests and stateless responses); anything else is refused with
+    # 403. An operator guard-rail, and what keeps loopback-only tests on 127.0.0.0/8.
+    egress_networks: tuple[str, ...] = ("0.0.0.0/0", "::/0")
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,33 @@ def _ip(file: str, key: str, value: str) -> str:
     return value
 
 
+def _hosts(file: str, data: Any) -> tuple[tuple[str, str], ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, dict):
+        raise ConfigError(file, "sip.hosts", "must be a mapping of host name to IP address")
+    out = []
+    for name, ip in data.items():
+        if not isinstance(name, str) or not isinstance(ip, str):
+            raise ConfigError(file, f"sip.hosts.{name}", "must map a name to an IP address string")
+        out.append((name.lower(), _ip(file, f"sip.hosts.{name}", ip)))
+    return tuple(out)
+
+
+def _networks(file: str, key: str, data: Any) -> tuple[str, ...]:
+    if data is None:
+        return ("0.0.0.0/0", "::/0")
+    if not isinstance(data, list) or not data:
+        raise ConfigError(file, key, "must be a non-empty list of networks (CIDR)")
+    out = []
+    for i, net in enumerate(data):
+        try:
+            out.append(str(ipaddress.ip_network(str(net), strict=False)))
+        except ValueError:
+            raise ConfigError(file, f"{key}[{i}]", f"not a network: {net!r}") from None
+    return tuple(out)
+
+
 def _listener(r: _Reader, name: str) -> Listener:
     sub = r.sub(name, {"host", "port"}, required=True)
     host = _ip(r.file, sub.key("host"), sub.get_str("host", None))
@@ -176,7 +208,19 @@ def parse_config(data: Any, file: str) -> Config:
     top = _Reader(file, data, "", _TOP_KEYS)
     s = top.sub(
         "sip",
-        {"access", "core", "next_hop", "udp", "tcp", "t1", "t2", "t4", "tcp_idle_timeout_s"},
+        {
+            "access",
+            "core",
+            "next_hop",
+            "udp",
+            "tcp",
+            "t1",
+            "t2",
+            "t4",
+            "tcp_idle_timeout_s",
+            "hosts",
+            "egress_networks",
+        },
         required=True,
     )
     access = _listener(s, "access")
@@ -199,6 +243,8 @@ def parse_config(data: Any, file: str) -> Config:
         t2=s.get_float("t2", 4.0, t1, 60.0),
         t4=s.get_float("t4", 5.0, 0.0, 60.0),
         tcp_idle_timeout_s=s.get_float("tcp_idle_timeout_s", 300.0, 1.0, 86400.0),
+        hosts=_hosts(file, s.data.get("hosts")),
+        egress_networks=_networks(file, "sip.egress_networks", s.data.get("egress_networks")),
     )
     if not (sip.udp or sip.tcp):
         raise ConfigError(file, "sip.udp", "at least one of sip.udp and sip.tcp must be true")

@@ -169,6 +169,12 @@ class StreamPlan:
     core_path: str | None = None  # the core peer's a=path URI
     agw_core_path: str | None = None  # our URI as the core peer sees it
     through: ThroughConnection = ThroughConnection.SENDRECV
+    # TLS terminated on the core leg as well (TS 33.328 7.3.1 step 3: TCP/TLS/MSRP offered by
+    # the core and terminated by local policy, e.g. for LI). The gateway then presents its
+    # `local_fingerprint` certificate on the core leg too, and the core peer's certificate must
+    # match `core_fingerprint`; `core_setup` is its TCP/TLS role there.
+    core_tls: bool = False
+    core_fingerprint: tuple[Fingerprint, ...] = ()
 
 
 @dataclass(frozen=True)

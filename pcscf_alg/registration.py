@@ -185,8 +185,10 @@ class Binding:
     removes the Call-IDs of dialogs that use this binding (e.g. to release them on
     de-registration); `upsert` carries it over to the refreshed binding.
 
-    `path` and `service_route` are header values in order; `associated` holds the identities the
-    UE may assert (the P-Associated-URI values of the 200; the IMPU is always implied).
+    `mechanisms` are the media-plane (mediasec) entries of the UE's Security-Client, including
+    ones we do not act on. `path` and `service_route` are header values in order; `associated`
+    holds the identities the UE may assert (the P-Associated-URI values of the 200; the IMPU is
+    always implied).
     `expires_at` and `registered_at` are absolute times on the caller's clock.
     """
 
@@ -682,9 +684,13 @@ def register_from_200(
 ) -> Binding | None:
     """Apply a successful REGISTER to the store: refresh/create, or remove when `expires` is 0.
 
-    Latest REGISTER wins: flags, flow, Path, Service-Route and associated identities are all
-    replaced. `registered_at` is kept from the existing binding on a refresh. Returns the stored
-    binding, or None when the contact was de-registered.
+    Latest REGISTER wins: flags, flow, mechanisms, Path, Service-Route and associated identities
+    are all replaced. `registered_at` is kept from the existing binding on a refresh. Returns the
+    stored binding, or None when the contact was de-registered.
+
+    `mechanisms` is the UE's parsed Security-Client; only its mediasec entries are kept. The
+    signalling ones (ipsec-3gpp with SPIs and ports, tls, digest) belong to the sec-agree / SA
+    layer, not to e2ae, and keeping them would cost about 2 KB per binding (measured).
     """
     if expires <= 0:
         store.remove(impu, contact)
@@ -697,7 +703,7 @@ def register_from_200(
         flags=flags,
         expires_at=now + expires,
         registered_at=old.registered_at if old is not None else now,
-        mechanisms=tuple(mechanisms),
+        mechanisms=tuple(mediasec_mechanisms(mechanisms)),
         path=tuple(path),
         service_route=tuple(service_route),
         associated=tuple(associated),

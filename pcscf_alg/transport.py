@@ -18,6 +18,7 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from pcscf_alg.errors import SipParseError
 from pcscf_alg.sip.message import StreamFramer
@@ -47,7 +48,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, owner: SideTransport) -> None:
         self.owner = owner
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         try:
             self.owner.on_message(data, "udp", str(addr[0]), int(addr[1]), None)
         except Exception:  # the daemon must survive anything a peer sends
@@ -68,8 +69,8 @@ class _TcpProtocol(asyncio.Protocol):
         self.outgoing_peer = outgoing_peer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:

@@ -35,10 +35,14 @@ from ..mediaplan import (
 
 @dataclass(frozen=True)
 class TlsEstablished:
-    """The UE's TLS session is up and its certificate matched the signalled fingerprint."""
+    """A TLS session is up and the peer certificate matched the signalled fingerprint.
+
+    `side` is ACCESS for the UE's session; CORE when TLS is terminated on the core leg too
+    (`StreamPlan.core_tls`)."""
 
     context_id: str
     index: int
+    side: Side = Side.ACCESS
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class TlsFailed:
     context_id: str
     index: int
     reason: str
+    side: Side = Side.ACCESS
 
 
 @dataclass(frozen=True)

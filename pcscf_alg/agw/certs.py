@@ -66,7 +66,7 @@ def select_fingerprints(fps: tuple[Fingerprint, ...]) -> tuple[Fingerprint, ...]
     by_hash: dict[str, list[Fingerprint]] = {}
     for fp in fps:
         name = fp.hash_func.lower()
-        if name in HASHES and len(fp.digest) == HASHES[name].digest_size:
+        if name in HASHES and len(fp.digest) == HASHES[name]().digest_size:
             by_hash.setdefault(name, []).append(Fingerprint(name, fp.digest))
     for name in HASH_PREFERENCE:
         if name in by_hash:
@@ -77,7 +77,7 @@ def select_fingerprints(fps: tuple[Fingerprint, ...]) -> tuple[Fingerprint, ...]
 def _create(cert_path: Path, key_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pcscf-alg IMS-AGW")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -119,7 +119,7 @@ def _usable(cert_path: Path, key_path: Path) -> x509.Certificate | None:
         key.public_key().public_numbers()
     ):
         return None
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     if cert.not_valid_after_utc - now < RENEW_BEFORE:
         return None
     return cert

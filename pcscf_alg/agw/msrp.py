@@ -100,7 +100,7 @@ _PATH_HEADERS: Final = (b"to-path", b"from-path")
 class MsrpRewriter:
     """Streaming rewriter for one direction of one connection. `feed` returns the bytes to send."""
 
-    __slots__ = ("_buf", "_in_body", "_keep", "_marker", "_map", "messages")
+    __slots__ = ("_buf", "_in_body", "_keep", "_map", "_marker", "messages")
 
     def __init__(self, path_map: PathMap) -> None:
         self._map = path_map

@@ -265,7 +265,7 @@ class RtpStream:
         mux = self._c_mux and not rtcp_port
         for _ in range(READ_BUDGET):
             try:
-                data, addr = recv(RECV_MAX)
+                data, _ = recv(RECV_MAX)
             except BlockingIOError:
                 return
             except OSError:
@@ -281,7 +281,7 @@ class RtpStream:
         if rx is not None:
             try:
                 data = rx.rtcp(data) if rtcp else rx.rtp(data)
-            except (SrtpDrop, Exception) as e:  # pylibsrtp.Error, ValueError (too long)
+            except Exception as e:  # SrtpDrop, pylibsrtp.Error, ValueError (too long)
                 self._count_drop(classify(e))
                 return
         # Latch (RFC 4961): in e2ae every authenticated packet may move us (NAT rebinding); in

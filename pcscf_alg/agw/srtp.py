@@ -134,6 +134,8 @@ class SrtpContext:
                 self._remaining = key.lifetime
         else:
             self._remaining = None
+        rtp: Callable[[bytes], bytes]
+        rtcp: Callable[[bytes], bytes]
         if self.outbound:
             rtp, rtcp = s.protect, s.protect_rtcp
         else:

@@ -6,11 +6,25 @@ Route, To/From tags, Contact), and re-serialises only what it changes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from pcscf_alg.errors import SipParseError
 
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
+
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+# One Via value (RFC 3261 §20.42, §25.1) with SWS wherever the grammar allows it (RFC 4475
+# §3.1.1.1 folds "SIP  /   2.0 /UDP"): groups are version, transport, host, port, params.
+# Used by the parser to reject a malformed top Via (RFC 4475 §3.1.2.1) and by `Via.parse`.
+VIA_RE = re.compile(
+    r"[ \t]*[Ss][Ii][Pp][ \t]*/[ \t]*(" + _TOKEN + r")[ \t]*/[ \t]*(" + _TOKEN + r")[ \t]+"
+    r"(\[[0-9A-Fa-f:.]+\]|[^\s;:\[\]\"<>,/]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?"
+    r"((?:[ \t]*;[ \t]*" + _TOKEN + r"(?:[ \t]*=[ \t]*(?:\"(?:[^\"\\]|\\[\s\S])*\"|[^\s;,\"]+))?)*)"
+    r"[ \t]*"
+)
+# `;tag=` header parameter, LWS allowed around "=" (RFC 4475 §3.1.1.1: "tag    = 1918181833n").
+_TAG_RE = re.compile(r";[ \t]*tag[ \t]*=[ \t]*([^; \t,]*)", re.IGNORECASE)
 
 
 def parse_params(text: str) -> list[tuple[str, str | None]]:
@@ -80,17 +94,19 @@ class SipUri:
         if scheme == "tel":
             num, _, p = rest.partition(";")
             return cls(scheme="tel", user=num, host="", params=parse_params(p))
-        hdrs = ""
-        q = rest.find("?")
-        if q >= 0:
-            rest, hdrs = rest[:q], rest[q:]
         user: str | None = None
         password: str | None = None
+        # userinfo may hold '?', ';' and ':' (RFC 4475 §3.1.1.2, §3.1.1.9) but no raw '@', which
+        # neither uri-parameters nor headers may hold either: the last '@' ends the userinfo.
         at = rest.rfind("@")
         if at >= 0:
             userinfo, rest = rest[:at], rest[at + 1 :]
             user, _, pw = userinfo.partition(":")
             password = pw or None
+        hdrs = ""
+        q = rest.find("?")
+        if q >= 0:
+            rest, hdrs = rest[:q], rest[q:]
         hostport, _, p = rest.partition(";")
         port: int | None = None
         if hostport.startswith("["):
@@ -131,7 +147,7 @@ class SipUri:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not text.isascii() or not text.isdigit() or len(text) > 5 or not 0 < int(text) < 65536:
         raise SipParseError("Bad port")
     return int(text)
 
@@ -162,6 +178,9 @@ class NameAddr:
         uri, _, p = text.partition(";")
         if not uri:
             raise SipParseError("Empty name-addr")
+        if "?" in uri or "," in uri:
+            # RFC 3261 §20: such a URI MUST be in <> (RFC 4475 §3.1.2.13, regbadct)
+            raise SipParseError("URI with headers or comma must be in <>")
         return cls(uri=uri.strip(), params=parse_params(p), bracketed=False)
 
     def param(self, name: str) -> str | None:
@@ -195,22 +214,16 @@ def _find_unquoted(text: str, ch: str) -> int:
 
 
 def header_tag(value: str | None) -> str | None:
-    """The `tag` parameter of a From/To value, cheaply (hot path)."""
+    """The `tag` parameter of a From/To value, cheaply (hot path).
+
+    Looks only after the closing '>' of a name-addr (a `tag` URI parameter inside <> is not the
+    header's tag); "" for an empty `tag=`, None if there is no tag.
+    """
     if not value:
         return None
     gt = value.rfind(">")
-    tail = value[gt + 1 :] if gt >= 0 else value
-    low = tail.lower()
-    i = low.find("tag=")
-    while i >= 0:
-        if i == 0 or low[i - 1] in "; \t":
-            j = i + 4
-            k = j
-            while k < len(tail) and tail[k] not in "; \t,":
-                k += 1
-            return tail[j:k]
-        i = low.find("tag=", i + 1)
-    return None
+    m = _TAG_RE.search(value, gt + 1 if gt >= 0 else 0)
+    return m.group(1) if m is not None else None
 
 
 @dataclass(slots=True)
@@ -224,45 +237,21 @@ class Via:
 
     @classmethod
     def parse(cls, value: str) -> Via:
-        proto, _, rest = value.strip().partition(" ")
-        parts = [p.strip() for p in proto.split("/")]
-        if len(parts) != 3 or parts[0].upper() != "SIP":
-            # tolerate LWS inside the protocol triple: "SIP / 2.0 / UDP"
-            compact = value.replace(" ", "").replace("\t", "")
-            bits = compact.split("/", 2)
-            if len(bits) != 3 or bits[0].upper() != "SIP":
-                raise SipParseError("Bad Via")
-            transport_host = bits[2]
-            i = 0
-            while i < len(transport_host) and transport_host[i].isalpha():
-                i += 1
-            transport = transport_host[:i]
-            rest = transport_host[i:]
-            # best effort: re-read host and params from the original text after the transport
-            idx = value.upper().find(transport.upper(), value.find("/"))
-            rest = value[idx + len(transport) :] if idx >= 0 else rest
-        else:
-            transport = parts[2]
-        rest = rest.strip()
-        hostport, _, p = rest.partition(";")
-        hostport = hostport.strip()
-        port: int | None = None
-        if hostport.startswith("["):
-            end = hostport.find("]")
-            if end < 0:
-                raise SipParseError("Bad Via host")
-            host = hostport[: end + 1]
-            tail = hostport[end + 1 :].strip()
-            if tail.startswith(":"):
-                port = _port(tail[1:].strip())
-        else:
-            host, sep, ps = hostport.partition(":")
-            host = host.strip()
-            if sep:
-                port = _port(ps.strip())
-        if not host:
-            raise SipParseError("Bad Via host")
-        return cls(transport.upper(), host, port, parse_params(p))
+        """Parse one Via value; a comma-joined field value is cut at its first element."""
+        if "," in value:
+            comma = _find_unquoted(value, ",")
+            if comma >= 0:
+                value = value[:comma]
+        m = VIA_RE.fullmatch(value)
+        if m is None:
+            raise SipParseError("Bad Via")
+        _version, transport, host, port, params = m.groups()
+        return cls(
+            transport.upper(),
+            host,
+            _port(port) if port is not None else None,
+            parse_params(params),
+        )
 
     def param(self, name: str) -> str | None:
         return get_param(self.params, name)

@@ -14,18 +14,20 @@ pass messages through untouched, and it was several times slower per INVITE with
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pcscf_alg.errors import SipParseError
+from pcscf_alg.sip.headers import VIA_RE
 
 # --- Limits (named, in the manner of h11). -------------------------------------------------------
 # 65,535 bytes: the largest UDP payload, and the limit Kamailio (BUF_SIZE) and OpenSIPS use for
-# one SIP message. A larger message on a stream transport is refused with 413 (RFC 3261 §21.4.11
-# is for bodies; we apply it to the whole message as those proxies do).
+# one SIP message. A larger message is refused with 513 Message Too Large (RFC 3261 §21.5.14).
 MAX_MESSAGE_SIZE = 65_535
-# Header fields per message. RFC 3261 sets no limit; real INVITEs carry 20-40 (example 04 has 19).
-# 256 leaves room for long Via/Record-Route chains while capping the work an attacker can cause.
+# Header fields per message (folded continuation lines do not count). RFC 3261 sets no limit;
+# real INVITEs carry 20-40 (example 04 has 16). 256 leaves room for long Via/Record-Route chains
+# while capping the work an attacker can cause. More is refused with 513.
 MAX_HEADER_COUNT = 256
 # Largest header block we buffer on a stream before giving up (h11's max_incomplete_event_size
 # idea): with no blank line after this many bytes the peer is not speaking SIP.
@@ -88,7 +90,6 @@ LIST_HEADERS = frozenset(
 
 SIP_VERSION = "SIP/2.0"
 
-_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 
 
 def canonical(name: str) -> str:
@@ -134,12 +135,20 @@ def split_list(value: str) -> list[str]:
 
 
 class Headers:
-    """Ordered header fields: a list of [name-as-received, canonical-key, value]."""
+    """Ordered header fields: a list of [name-as-received, canonical-key, value].
 
-    __slots__ = ("_fields",)
+    `value` is the field value with folding replaced by one SP and the ends trimmed. For a
+    field that arrived in another form than "Name: value" (folded, "TO :", "l:0", tabs), the
+    wire text is remembered in `_raw` and written back by `SipMessage.serialize` for as long
+    as the field's name and value are unchanged, so untouched fields pass through byte-exact.
+    """
+
+    __slots__ = ("_fields", "_raw")
 
     def __init__(self, fields: list[list[str]] | None = None) -> None:
         self._fields: list[list[str]] = fields if fields is not None else []
+        # id(field) -> (name, value, wire text); used only while name and value still match
+        self._raw: dict[int, tuple[str, str, str]] = {}
 
     # -- reading --
     def __iter__(self) -> Iterator[tuple[str, str]]:
@@ -272,7 +281,38 @@ class Headers:
         return name
 
     def copy(self) -> Headers:
-        return Headers([list(f) for f in self._fields])
+        fields = [list(f) for f in self._fields]
+        h = Headers(fields)
+        if self._raw:
+            raw = self._raw
+            for old, new in zip(self._fields, fields, strict=True):
+                r = raw.get(id(old))
+                if r is not None:
+                    h._raw[id(new)] = r
+        return h
+
+    def _wire_lines(self, content_length: int | None = None) -> list[str]:
+        """Header lines as they go on the wire (no CRLFs). With `content_length`, the first
+        Content-Length field is rewritten to it, later ones dropped, and one is added if none."""
+        raw = self._raw
+        out: list[str] = []
+        have_cl = content_length is None
+        for f in self._fields:
+            name, key, value = f[0], f[1], f[2]
+            if key == "content-length" and content_length is not None:
+                if have_cl:
+                    continue
+                have_cl = True
+                value = str(content_length)
+            if raw:
+                r = raw.get(id(f))
+                if r is not None and r[1] == value and r[0] == name:
+                    out.append(r[2])
+                    continue
+            out.append(f"{name}: {value}")
+        if not have_cl:
+            out.append(f"Content-Length: {content_length}")
+        return out
 
 
 @dataclass(slots=True)
@@ -286,7 +326,7 @@ class SipMessage:
     status: int = 0
     reason: str = ""
     version: str = SIP_VERSION
-    # Content-Length as received; None if absent. Serialisation always writes the real length.
+    # Parsed values of frequently used fields ("cseq"); see `invalidate`.
     _cache: dict[str, object] = field(default_factory=dict, repr=False)
 
     @property
@@ -303,9 +343,9 @@ class SipMessage:
         c = self._cache.get("cseq")
         if c is None:
             raw = (self.headers.get("cseq") or "").split()
-            if len(raw) != 2 or not raw[0].isdigit():
+            if len(raw) != 2:
                 raise SipParseError("Bad CSeq")
-            c = (int(raw[0]), raw[1].upper())
+            c = (_uint(raw[0], "CSeq number", 10), raw[1].upper())
             self._cache["cseq"] = c
         return c  # type: ignore[return-value]
 
@@ -330,19 +370,8 @@ class SipMessage:
             start = f"{self.method} {self.uri} {self.version}"
         else:
             start = f"{self.version} {self.status} {self.reason}"
-        lines = [start]
-        have_cl = False
-        blen = len(self.body)
-        for name, key, value in self.headers._fields:
-            if key == "content-length":
-                if have_cl:
-                    continue
-                have_cl = True
-                lines.append(f"{name}: {blen}")
-            else:
-                lines.append(f"{name}: {value}")
-        if not have_cl:
-            lines.append(f"Content-Length: {blen}")
+        lines = self.headers._wire_lines(len(self.body))
+        lines.insert(0, start)
         lines.append("")
         lines.append("")
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
@@ -358,6 +387,55 @@ class SipMessage:
 
 
 # --- Parsing ----------------------------------------------------------------------------------
+#
+# Speed notes (bench/bench_sip_parse.py): the header block is decoded once and split once; a
+# header name is validated and canonicalised once per distinct spelling (`_KEY_CACHE`), not per
+# character per message; the few checks a proxy needs on From/To/Via/Request-URI are compiled
+# regexes. Every input either parses or raises SipParseError (tests/unit/sip/test_fuzz_parser.py).
+
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_TOKEN_RE = re.compile(_TOKEN)
+# Request-URI = SIP-URI / SIPS-URI / absoluteURI: all start with a scheme (RFC 3261 §25.1).
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+# name-addr with a quoted display name, or with a (possibly empty) run of tokens; addr-spec.
+# RFC 4475 §3.1.1.6 (lwsdisp): no LWS is needed between a token display name and "<".
+_NA_QUOTED_RE = re.compile(r'[ \t]*"(?:[^"\\]|\\[\s\S])*"[ \t]*<[^>]*>')
+_NA_TOKENS_RE = re.compile(r"[ \t]*(?:" + _TOKEN + r"[ \t]*)*<[^<>]*>")
+
+# Names of header fields whose value the parser itself looks at.
+_SINGLE = frozenset({"call-id", "cseq", "from", "to", "max-forwards", "content-length"})
+_LOOKED_AT = _SINGLE | {"via"}
+_REQUIRED = ("via", "from", "to", "call-id", "cseq")
+
+# Header name as received -> canonical key, for names already validated as tokens. Bounded so
+# that a peer inventing names cannot grow it without limit (past the bound names are checked
+# each time, which is still correct, only slower).
+_KEY_CACHE: dict[str, str] = {}
+_KEY_CACHE_MAX = 2048
+
+
+def _key_for(name: str) -> str:
+    key = _KEY_CACHE.get(name)
+    if key is None:
+        if _TOKEN_RE.fullmatch(name) is None:
+            raise SipParseError("Bad header name")
+        key = canonical(name)
+        if len(_KEY_CACHE) < _KEY_CACHE_MAX:
+            _KEY_CACHE[name] = key
+    return key
+
+
+def _uint(text: str, what: str, max_digits: int) -> int:
+    """An unsigned decimal of ASCII digits (leading zeros allowed, RFC 4475 §3.1.1.1)."""
+    if not text.isascii() or not text.isdigit():
+        raise SipParseError(f"Bad {what}")
+    if len(text) <= max_digits:
+        return int(text)
+    digits = text.lstrip("0")
+    if len(digits) > max_digits:
+        # also keeps int() away from huge strings (Python caps int(str) at 4300 digits)
+        raise SipParseError(f"{what} out of range")
+    return int(digits) if digits else 0
 
 
 def _parse_start_line(line: str) -> tuple[str | None, str | None, int, str, str]:
@@ -370,145 +448,241 @@ def _parse_start_line(line: str) -> tuple[str | None, str | None, int, str, str]
         if version.upper() != SIP_VERSION:
             raise SipParseError("Unsupported SIP version", 505)
         code = parts[1]
-        if len(code) != 3 or not code.isdigit():
+        if len(code) != 3 or not code.isascii() or not code.isdigit():
             raise SipParseError("Bad status code")
         status = int(code)
         if status < 100 or status > 699:
             raise SipParseError("Bad status code")
         return None, None, status, parts[2] if len(parts) == 3 else "", version
-    # Request-Line = Method SP Request-URI SP SIP-Version (RFC 3261 §7.1): exactly single SPs.
+    # Request-Line = Method SP Request-URI SP SIP-Version (RFC 3261 §7.1): exactly single SPs
+    # (RFC 4475 §3.1.2.8-10: LWS in the URI, extra SPs, trailing SPs are rejected).
     parts = line.split(" ")
-    if len(parts) != 3 or not parts[0] or not parts[1]:
+    if len(parts) != 3:
         raise SipParseError("Bad request line")
     method, uri, version = parts
-    if not all(c in _TOKEN_CHARS for c in method):
+    if _TOKEN_RE.fullmatch(method) is None:
         raise SipParseError("Bad method")
-    if not version.upper().startswith("SIP/"):
+    uversion = version.upper()
+    if uversion != SIP_VERSION:
+        if uversion.startswith("SIP/"):
+            raise SipParseError("Unsupported SIP version", 505)
         raise SipParseError("Bad request line")
-    if version.upper() != SIP_VERSION:
-        raise SipParseError("Unsupported SIP version", 505)
-    if ":" not in uri:
+    m = _SCHEME_RE.match(uri)
+    if m is None or m.end() == len(uri):
+        # e.g. "<sip:user@example.com>" (RFC 4475 §3.1.2.7)
         raise SipParseError("Bad Request-URI")
+    scheme = uri[: m.end() - 1].lower()
+    if (scheme == "sip" or scheme == "sips") and "?" in uri[uri.rfind("@") + 1 :]:
+        # RFC 3261 §19.1.1 table 1: headers are not allowed in a Request-URI (RFC 4475
+        # §3.1.2.11). The '?' search starts after the userinfo, where '?' is a legal character.
+        raise SipParseError("Request-URI with headers")
     return method, uri, 0, "", version
+
+
+def _split_lines(text: str) -> list[str]:
+    """Lines of a header block. Bare LF is accepted as a line end; a bare CR is not."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.endswith("\r"):
+            line = line[:-1]
+            lines[i] = line
+        if "\r" in line:
+            raise SipParseError("Bare CR in header")
+    return lines
+
+
+def _parse_fields(
+    lines: list[str],
+) -> tuple[list[list[str]], dict[int, tuple[str, str, str]], dict[str, list[str]]]:
+    """Header fields from the lines after the start line, plus the first field of each name
+    the parser checks (`_LOOKED_AT`). Raises on a malformed line or a duplicated `_SINGLE`."""
+    if len(lines) > MAX_HEADER_COUNT + 1:
+        # Continuation lines do not count as fields; only count when it may matter.
+        n = sum(1 for line in lines[1:] if line and line[0] != " " and line[0] != "\t")
+        if n > MAX_HEADER_COUNT:
+            raise SipParseError("Too many header fields", 513)
+    fields: list[list[str]] = []
+    raw: dict[int, tuple[str, str, str]] = {}
+    found: dict[str, list[str]] = {}
+    append = fields.append
+    cache_get = _KEY_CACHE.get
+    looked_at = _LOOKED_AT
+    for idx in range(1, len(lines)):
+        line = lines[idx]
+        name, sep, value = line.partition(":")
+        key = cache_get(name)
+        if key is not None:
+            name_canonical = True
+        else:
+            if not line:
+                continue
+            first = line[0]
+            if first == " " or first == "\t":
+                # Folded continuation (RFC 3261 §7.3.1): joins the previous field with one SP.
+                # The wire form is kept so that an untouched field is forwarded as it came.
+                if not fields:
+                    raise SipParseError("Continuation line before any header")
+                f = fields[-1]
+                prev = raw.get(id(f))
+                wire = prev[2] if prev is not None else f"{f[0]}: {f[2]}"
+                cont = line.strip(" \t")
+                if cont:
+                    f[2] = f"{f[2]} {cont}" if f[2] else cont
+                raw[id(f)] = (f[0], f[2], f"{wire}\r\n{line}")
+                continue
+            if not sep:
+                raise SipParseError("Header line without colon")
+            stripped = name.rstrip(" \t")
+            key = _key_for(stripped if stripped else name)
+            name_canonical = stripped == name
+            name = stripped
+        v = value.strip(" \t")
+        f = [name, key, v]
+        append(f)
+        if not name_canonical or len(value) != len(v) + 1 or value[0] != " ":
+            # Not in "Name: value" form ("TO :", "l:0", tabs, extra spaces): keep the wire form.
+            raw[id(f)] = (name, v, line)
+        if key in looked_at:
+            if key not in found:
+                found[key] = f
+            elif key in _SINGLE:
+                raise SipParseError(f"Duplicate {key.title()} header")
+    return fields, raw, found
 
 
 def _parse_header_block(text: str) -> tuple[str, Headers]:
     """Split a header block (no trailing blank line) into start line and headers."""
-    if "\r\n" in text:
-        raw_lines = text.split("\r\n")
-    else:
-        raw_lines = text.split("\n")
-    # Tolerate stray bare LF in a CRLF message (RFC 4475 §3.1.1.1 is liberal about LWS).
-    start = raw_lines[0].rstrip("\r")
-    fields: list[list[str]] = []
-    for raw in raw_lines[1:]:
-        line = raw.rstrip("\r")
-        if not line:
-            continue
-        if line[0] in " \t":
-            # Folded continuation (RFC 3261 §7.3.1): joins the previous field with one SP.
-            if not fields:
-                raise SipParseError("Continuation line before any header")
-            fields[-1][2] = f"{fields[-1][2]} {line.strip()}" if fields[-1][2] else line.strip()
-            continue
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise SipParseError("Header line without colon")
-        name = name.rstrip(" \t")
-        if not name or not all(c in _TOKEN_CHARS for c in name):
-            raise SipParseError("Bad header name")
-        fields.append([name, canonical(name), value.strip(" \t")])
-        if len(fields) > MAX_HEADER_COUNT:
-            raise SipParseError("Too many header fields", 513)
-    return start, Headers(fields)
+    lines = text.split("\r\n")
+    nl = len(lines) - 1
+    if text.count("\n") != nl or text.count("\r") != nl:
+        lines = _split_lines(text)
+    fields, raw, _ = _parse_fields(lines)
+    headers = Headers(fields)
+    if raw:
+        headers._raw = raw
+    return lines[0], headers
 
 
-_REQUIRED = ("via", "from", "to", "call-id", "cseq")
+def _name_addr_ok(value: str) -> bool:
+    """Cheap syntax check of a From/To value (RFC 3261 §20.20, §20.39; RFC 4475 §3.1.2)."""
+    if "<" in value:
+        if value.lstrip(" \t").startswith('"'):
+            return _NA_QUOTED_RE.match(value) is not None  # quotbal: unterminated quote
+        return _NA_TOKENS_RE.match(value) is not None  # baddn: unquoted "Bell, Alexander"
+    return _SCHEME_RE.match(value) is not None and ">" not in value
 
 
-def _validate(msg: SipMessage) -> None:
-    """Check the fields every proxy needs (RFC 3261 §8.1.1, §16.3)."""
-    h = msg.headers
-    present = {f[1] for f in h._fields}
+def _validate(msg: SipMessage, found: dict[str, list[str]]) -> None:
+    """Check the fields every proxy needs (RFC 3261 §8.1.1, §16.3). `found` maps each name in
+    `_LOOKED_AT` to its first field; duplicates of `_SINGLE` names were refused already."""
     for key in _REQUIRED:
-        if key not in present:
+        if key not in found:
             raise SipParseError(f"Missing {key.title()} header")
-    for key in ("call-id", "cseq", "from", "to", "max-forwards", "content-length"):
-        if key in present and h.count(key) > 1:
-            raise SipParseError(f"Duplicate {key.title()} header")
-    num, method = msg.cseq
+    if not found["call-id"][2]:
+        raise SipParseError("Empty Call-ID")
+    parts = found["cseq"][2].split()
+    if len(parts) != 2:
+        raise SipParseError("Bad CSeq")
+    # RFC 3261 §8.1.1.5: the sequence number MUST be less than 2**31.
+    num = _uint(parts[0], "CSeq number", 10)
     if num > 2**31 - 1:
         raise SipParseError("CSeq number out of range")
-    if msg.method is not None and method != msg.method.upper() and msg.method != "ACK":
-        raise SipParseError("CSeq method does not match request method")
-    if msg.method == "ACK" and method != "ACK":
-        raise SipParseError("CSeq method does not match request method")
-    mf = h.get("max-forwards")
-    if mf is not None and (not mf.isdigit() or len(mf) > 3):
-        raise SipParseError("Bad Max-Forwards")
+    cmethod = parts[1]
+    if msg.method is not None:
+        # Method names are case-sensitive (RFC 3261 §7.1); RFC 4475 §3.1.2.17-18.
+        if cmethod != msg.method:
+            raise SipParseError("CSeq method does not match request method")
+    elif _TOKEN_RE.fullmatch(cmethod) is None:
+        raise SipParseError("Bad CSeq")
+    msg._cache["cseq"] = (num, cmethod.upper())
+    mf = found.get("max-forwards")
+    if mf is not None and _uint(mf[2], "Max-Forwards", 3) > 255:
+        raise SipParseError("Max-Forwards out of range")  # RFC 3261 §20.22: 0-255
+    if not _name_addr_ok(found["from"][2]):
+        raise SipParseError("Bad From header")
+    if not _name_addr_ok(found["to"][2]):
+        raise SipParseError("Bad To header")
+    top = found["via"][2]
+    if "," in top:
+        vias = split_list(top)
+        top = vias[0] if vias else ""
+    if VIA_RE.fullmatch(top) is None:
+        raise SipParseError("Bad Via header")  # RFC 4475 §3.1.2.1 (badinv01)
 
 
 def _content_length(headers: Headers) -> int | None:
     raw = headers.get("content-length")
     if raw is None:
         return None
-    raw = raw.strip()
-    if not raw.isdigit():
-        raise SipParseError("Bad Content-Length")
-    return int(raw)
+    return _uint(raw, "Content-Length", 10)
 
 
 def _find_header_end(data: bytes) -> tuple[int, int]:
     """Index where the header block ends and where the body starts, or (-1, -1)."""
     i = data.find(b"\r\n\r\n")
-    j = data.find(b"\n\n")
-    if i >= 0 and (j < 0 or i < j):
-        return i, i + 4
+    j = data.find(b"\n\n", 0, i if i >= 0 else len(data))
     if j >= 0:
         return j, j + 2
+    if i >= 0:
+        return i, i + 4
     return -1, -1
 
 
 def parse_message(data: bytes, *, datagram: bool = True) -> SipMessage:
     """Parse one complete message (a UDP datagram, or a frame cut by `StreamFramer`).
 
-    Raises SipParseError. For datagrams, RFC 3261 §18.3: a body longer than Content-Length is
-    truncated, a shorter one is an error; with no Content-Length the body is the rest.
+    Raises SipParseError (and nothing else). For datagrams, RFC 3261 §18.3: a body longer than
+    Content-Length is truncated, a shorter one is an error; with no Content-Length the body is
+    the rest.
     """
     if len(data) > MAX_MESSAGE_SIZE:
         raise SipParseError("Message too large", 513)
     # RFC 3261 §7.5: implementations SHOULD ignore CRLFs before the start line.
     if data[:1] in (b"\r", b"\n"):
         data = data.lstrip(b"\r\n")
-    hend, bstart = _find_header_end(data)
-    if hend < 0:
-        # A message with no body may end right after its last header line.
-        if data.endswith(b"\r\n") or data.endswith(b"\n"):
-            hend, bstart = len(data), len(data)
-        else:
-            raise SipParseError("Incomplete header block")
-    text = data[:hend].decode("utf-8", "surrogateescape")
-    start, headers = _parse_header_block(text)
-    method, uri, status, reason, version = _parse_start_line(start)
+    # Fast path: a CRLF-only header block ended by CRLFCRLF (found with one scan). Anything else
+    # (bare LF, bare CR, no blank line) takes the careful path.
+    hend = data.find(b"\r\n\r\n")
+    lines: list[str] | None = None
+    if hend >= 0:
+        bstart = hend + 4
+        text = data[:hend].decode("utf-8", "surrogateescape")
+        lines = text.split("\r\n")
+        nl = len(lines) - 1
+        if text.count("\n") != nl or text.count("\r") != nl:
+            lines = None
+    if lines is None:
+        hend, bstart = _find_header_end(data)
+        if hend < 0:
+            # A message with no body may end right after its last header line.
+            if data.endswith(b"\n"):
+                hend = bstart = len(data)
+            else:
+                raise SipParseError("Incomplete header block")
+        lines = _split_lines(data[:hend].decode("utf-8", "surrogateescape"))
+    method, uri, status, reason, version = _parse_start_line(lines[0])
+    fields, raw, found = _parse_fields(lines)
+    headers = Headers(fields)
+    if raw:
+        headers._raw = raw
     body = data[bstart:]
-    clen = _content_length(headers)
-    if clen is not None:
+    cl = found.get("content-length")
+    if cl is not None:
+        clen = _uint(cl[2], "Content-Length", 10)
         if len(body) < clen:
             raise SipParseError("Body shorter than Content-Length")
-        body = body[:clen]
+        if len(body) > clen:
+            body = body[:clen]
     elif not datagram:
         raise SipParseError("Missing Content-Length on a stream transport")
-    msg = SipMessage(
-        headers=headers,
-        body=body,
-        method=method,
-        uri=uri,
-        status=status,
-        reason=reason,
-        version=version,
-    )
-    _validate(msg)
+    msg = SipMessage(headers, body, method, uri, status, reason, version)
+    _validate(msg, found)
     return msg
+
+
+# Content-Length fields in a raw header block (name, optional folding in the value).
+_CL_RE = re.compile(rb"\n(?:content-length|l)[ \t]*:((?:[^\r\n]|\r?\n[ \t])*)", re.I)
+_WS_RE = re.compile(rb"\s+")
 
 
 class StreamFramer:
@@ -516,13 +690,16 @@ class StreamFramer:
 
     `feed(data)` returns complete frames (bytes). CRLF keep-alives (RFC 5626 §4.4.1: "\\r\\n\\r\\n"
     ping, "\\r\\n" pong) between messages are reported via `pings` so the adapter can answer.
-    Raises SipParseError when the stream cannot be framed any more (the caller closes it).
+    Raises SipParseError when the stream cannot be framed any more (the caller closes it):
+    no or conflicting Content-Length, a header block over MAX_HEADER_BLOCK or a message over
+    MAX_MESSAGE_SIZE (513).
     """
 
-    __slots__ = ("_buf", "pings")
+    __slots__ = ("_buf", "_scanned", "pings")
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._scanned = 0  # bytes of the current header block already searched for its end
         self.pings = 0
 
     def feed(self, data: bytes) -> list[bytes]:
@@ -532,6 +709,7 @@ class StreamFramer:
         while buf:
             # Leading CRLFs: keep-alive pings (double CRLF) or padding.
             if buf[0] in (13, 10):
+                self._scanned = 0
                 if buf.startswith(b"\r\n\r\n"):
                     self.pings += 1
                     del buf[:4]
@@ -540,23 +718,28 @@ class StreamFramer:
                     break  # maybe the start of a ping: wait for more
                 del buf[:1]
                 continue
-            hend, bstart = _find_header_end(bytes(buf[: MAX_HEADER_BLOCK + 4]))
-            if hend < 0:
+            limit = MAX_HEADER_BLOCK + 4
+            frm = max(0, self._scanned - 3)
+            i = buf.find(b"\r\n\r\n", frm, limit)
+            j = buf.find(b"\n\n", frm, i if i >= 0 else limit)
+            if j >= 0:
+                hend, bstart = j, j + 2
+            elif i >= 0:
+                hend, bstart = i, i + 4
+            else:
                 if len(buf) > MAX_HEADER_BLOCK:
                     raise SipParseError("Header block too large", 513)
+                self._scanned = len(buf)
                 break
-            head = bytes(buf[:hend]).decode("utf-8", "surrogateescape")
-            clen = None
-            for line in head.splitlines()[1:]:
-                name, sep, value = line.partition(":")
-                if sep and canonical(name.strip()) == "content-length":
-                    v = value.strip()
-                    if not v.isdigit():
-                        raise SipParseError("Bad Content-Length")
-                    clen = int(v)
-                    break
-            if clen is None:
+            self._scanned = hend
+            lengths = {
+                _WS_RE.sub(b"", m.group(1)) for m in _CL_RE.finditer(bytes(buf[:hend]))
+            }
+            if not lengths:
                 raise SipParseError("Missing Content-Length on a stream transport")
+            if len(lengths) > 1:
+                raise SipParseError("Conflicting Content-Length headers")
+            clen = _uint(lengths.pop().decode("latin-1"), "Content-Length", 10)
             total = bstart + clen
             if total > MAX_MESSAGE_SIZE:
                 raise SipParseError("Message too large", 513)
@@ -564,6 +747,7 @@ class StreamFramer:
                 break
             out.append(bytes(buf[:total]))
             del buf[:total]
+            self._scanned = 0
         return out
 
     @property

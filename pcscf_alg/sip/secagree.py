@@ -58,9 +58,6 @@ _TOKEN_RE = re.compile(f"[{_TOKEN_CHARS}]+")
 # excludes CR and LF (RFC 3261 §25.1), which also keeps header injection out of what we echo.
 _QUOTED = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"'
 _VALUE_RE = re.compile(f"{_QUOTED}|[{_TOKEN_CHARS}:\\[\\]]+")
-# SWS around SEMI, EQUAL and COMMA (RFC 3261 §25.1). CR/LF are accepted in case the caller did
-# not unfold continuation lines.
-_LWS_CHARS = " \t\r\n"
 _QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
 
 
@@ -112,55 +109,68 @@ class SecMechanism:
         return ";".join(parts)
 
 
-def _skip_lws(text: str, pos: int) -> int:
-    n = len(text)
-    while pos < n and text[pos] in _LWS_CHARS:
-        pos += 1
-    return pos
+_MEDIASEC_ONLY: tuple[tuple[str, str | None], ...] = ((PARAM_MEDIASEC, None),)
+# Immutable, shared: `sdes-srtp;mediasec` and `msrp-tls;mediasec` (TS 24.229 §7.2A.7).
+_SDES_SRTP_MEDIASEC = SecMechanism(MECH_SDES_SRTP, _MEDIASEC_ONLY)
+_MSRP_TLS_MEDIASEC = SecMechanism(MECH_MSRP_TLS, _MEDIASEC_ONLY)
+
+# SWS around SEMI, EQUAL and COMMA (RFC 3261 §25.1). CR/LF are accepted in case the caller did
+# not unfold continuation lines.
+_LWS_CHARS = " \t\r\n"
+_WS = r"[ \t\r\n]*"
+_MECH_RE = re.compile(f"{_WS}([{_TOKEN_CHARS}]+){_WS}")
+_PARAM_RE = re.compile(
+    f";{_WS}([{_TOKEN_CHARS}]+){_WS}(?:={_WS}({_QUOTED}|[{_TOKEN_CHARS}:\\[\\]]+){_WS})?"
+)
+
+
+def _trusted(name: str, params: tuple[tuple[str, str | None], ...]) -> SecMechanism:
+    """Build a SecMechanism from parser output that is already validated and lower-cased."""
+    if params == _MEDIASEC_ONLY:
+        # Every e2ae UE sends these two; sharing one immutable instance keeps them out of the
+        # per-binding memory (bench/bench_registration_memory.py).
+        if name == MECH_SDES_SRTP:
+            return _SDES_SRTP_MEDIASEC
+        if name == MECH_MSRP_TLS:
+            return _MSRP_TLS_MEDIASEC
+    m = object.__new__(SecMechanism)
+    object.__setattr__(m, "name", name)
+    object.__setattr__(m, "params", params)
+    return m
 
 
 def _parse_one(text: str, out: list[SecMechanism]) -> None:
     """Parse one header instance (`sec-mechanism *(COMMA sec-mechanism)`) into `out`."""
     n = len(text)
-    pos = _skip_lws(text, 0)
-    if pos == n:
+    if not text.strip(_LWS_CHARS):
         raise SipParseError("empty security mechanism header", 400)
+    pos = 0
     while True:
-        m = _TOKEN_RE.match(text, pos)
+        m = _MECH_RE.match(text, pos)
         if m is None:
             raise SipParseError(f"bad security mechanism at offset {pos}", 400)
-        name = m.group()
-        pos = _skip_lws(text, m.end())
+        name = m.group(1).lower()
+        pos = m.end()
         params: list[tuple[str, str | None]] = []
         while pos < n and text[pos] == ";":
-            pos = _skip_lws(text, pos + 1)
-            pm = _TOKEN_RE.match(text, pos)
+            pm = _PARAM_RE.match(text, pos)
             if pm is None:
                 raise SipParseError(f"bad security mechanism parameter at offset {pos}", 400)
-            pname = pm.group()
-            pos = _skip_lws(text, pm.end())
-            pvalue: str | None = None
-            if pos < n and text[pos] == "=":
-                pos = _skip_lws(text, pos + 1)
-                vm = _VALUE_RE.match(text, pos)
-                if vm is None:
-                    raise SipParseError(f"bad security mechanism value at offset {pos}", 400)
-                pvalue = vm.group()
-                pos = _skip_lws(text, vm.end())
-            params.append((pname, pvalue))
+            params.append((pm.group(1).lower(), pm.group(2)))
+            pos = pm.end()
             if len(params) > MAX_PARAMS_PER_MECHANISM:
                 raise SipParseError("too many security mechanism parameters", 400)
-        out.append(SecMechanism(name, tuple(params)))
+        out.append(_trusted(name, tuple(params)))
         if len(out) > MAX_MECHANISMS:
             raise SipParseError("too many security mechanisms", 400)
         if pos == n:
             return
         if text[pos] != ",":
+            # e.g. "tls;q=" or "tls digest": the parameter/mechanism regex stopped early.
             raise SipParseError(f"unexpected character at offset {pos} in security header", 400)
-        # RFC 3329 §2.2 has no empty list elements: "a,,b" or a trailing comma is an error.
-        pos = _skip_lws(text, pos + 1)
-        if pos == n:
-            raise SipParseError("empty element in security mechanism header", 400)
+        # RFC 3329 §2.2 has no empty list elements: "a,,b" or a trailing comma fails the
+        # mechanism-name match on the next turn.
+        pos += 1
 
 
 def parse_security_header(values: Sequence[str]) -> list[SecMechanism]:
@@ -208,9 +218,9 @@ def server_mechanisms(rtp: bool, msrp: bool) -> list[SecMechanism]:
     """The mediasec entries this P-CSCF puts in Security-Server (401 and 200 to REGISTER)."""
     out: list[SecMechanism] = []
     if rtp:
-        out.append(SecMechanism(MECH_SDES_SRTP, ((PARAM_MEDIASEC, None),)))
+        out.append(_SDES_SRTP_MEDIASEC)
     if msrp:
-        out.append(SecMechanism(MECH_MSRP_TLS, ((PARAM_MEDIASEC, None),)))
+        out.append(_MSRP_TLS_MEDIASEC)
     return out
 
 

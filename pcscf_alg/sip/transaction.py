@@ -28,8 +28,9 @@ What it hands to the TU:
     which is end to end, or an ACK matching nothing) is queued as a `StrayAck` event.
   * A CANCEL gets its own server transaction (§9.2); `txn.cancelled_invite` is the INVITE server
     transaction it matches, or None (the TU then answers 481). The TU answers 200 to the
-    CANCEL and 487 to the INVITE (`make_response(invite.request, 487, "Request Terminated",
-    to_tag=...)`) and cancels its own client branches with `cancel()`.
+    CANCEL and, if the INVITE is still Proceeding (§9.2: a CANCEL has no effect once a final
+    was sent), 487 to the INVITE (`make_response(invite.request, 487, "Request Terminated",
+    to_tag=...)`), and cancels its own client branches with `cancel()`.
   * `receive_response` returns `(client_txn, response)` when the TU should see the response
     (provisionals, the first final, 2xx retransmissions in Accepted) or None (absorbed). A
     response that matches no transaction is queued as a `StrayResponse` event (§16.7 lets the
@@ -494,6 +495,15 @@ class TransactionLayer:
                     txn.cancelled_invite = invite
                     invite.cancelled = True
         return txn
+
+    def server_transactions_for(self, msg: SipMessage) -> list[ServerTransaction]:
+        """The live server transaction this request belongs to, as a 0- or 1-element list."""
+        try:
+            key = server_key(msg)
+        except SipParseError:
+            return []
+        txn = self._server.get(key)
+        return [txn] if txn is not None else []
 
     def find_invite_for_cancel(
         self, cancel: SipMessage, source: Peer | None = None

@@ -43,7 +43,9 @@ def request(
     return parse_message("\r\n".join(lines).encode())
 
 
-def response(req: SipMessage, status: int, reason: str = "X", to_tag: str | None = "tt") -> SipMessage:
+def response(
+    req: SipMessage, status: int, reason: str = "X", to_tag: str | None = "tt"
+) -> SipMessage:
     """A response as the next hop would send it back (wire round trip)."""
     r = make_response(req, status, reason, to_tag=to_tag if status > 100 else None)
     return parse_message(r.serialize())

@@ -1,0 +1,1076 @@
+"""The TS 33.328 e2ae procedures (7.2.1 originating, 7.3.1 terminating) as pure functions.
+
+Two phases, because the gateway must reserve ports between deciding and rewriting:
+
+1. `plan_offer(sdp, direction, flags, policy, subscriber)` parses the offer (raising `SdpError`
+   on bad SDP, or on the NOTE 2a error case when policy says reject), decides per m-line what to
+   do (`StreamDecision`) and lists the streams that need a gateway reservation
+   (`OfferPlan.requests`, `mediaplan.StreamRequest`).
+2. The ALG asks the gateway to reserve those streams (`agw.reserve`), then calls
+   `apply_offer(plan, reservations, rng)`: it generates our keys (K21 on the terminating side),
+   rewrites the offer (towards the core for ORIGINATING, towards the UE for TERMINATING) and
+   returns an `OfferState` that the ALG keeps with the dialog (per early dialog when forking).
+3. When the answer comes back: `apply_answer(state, answer, rng)` validates it, generates K12 on
+   the originating side, rewrites it towards the offerer and returns the complete
+   `mediaplan.MediaPlan` for `agw.configure`.
+
+Keys: `rx_key` unprotects what comes FROM the UE (K11 originating, K22 terminating), `tx_key`
+protects what goes TO the UE (K12 originating, K21 terminating). Keys come from the injected
+`rng(n) -> n random bytes` (callers pass `secrets.token_bytes`), so tests are deterministic.
+
+Re-offers (re-INVITE, UPDATE, late offers): pass the last `AnswerResult` (or the pending
+`OfferState`) as `previous=`. A re-offer towards the UE keeps tag, suite and key K21; a re-offer
+from the UE that keeps its key K11 gets the same K12 back. New m-lines get new keys; `rekey=True`
+forces fresh keys everywhere (RFC 4568 §7.1.4: a new key means a new crypto context).
+
+SDP sanitising (7.3.1 last paragraph, spec README §3.2): every `a=3ge2ae` is removed from every
+SDP we forward, in both directions; `a=3ge2ae:applied` is added only to e2ae streams of an offer
+towards the UE. Nothing is added to answers towards the UE (NOTE 3, example 06).
+
+Use `redact_sdp()` before logging any SDP: `a=crypto` lines carry keys in clear.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final, NamedTuple
+
+from .errors import GatewayError, SdpError
+from .mediaplan import (
+    Direction,
+    Endpoint,
+    Fingerprint,
+    MediaKind,
+    MediaPlan,
+    MsrpMode,
+    SetupRole,
+    SrtpKey,
+    StreamMode,
+    StreamPlan,
+    StreamRequest,
+    StreamReservation,
+    ThroughConnection,
+)
+from .policy.base import (
+    MsrpTlsAction,
+    Policy,
+    PolicyContext,
+    UnnegotiatedAction,
+    UnregisteredMsrpAction,
+)
+from .sdp.attrs import APPLIED_LINE, E2aeIndicator, parse_3ge2ae
+from .sdp.crypto import CryptoAttr, KeyParam, generate_crypto, parse_crypto, redact
+from .sdp.fingerprint import parse_fingerprint, usable
+from .sdp.model import Connection, Media, Sdp, addrtype_of, find_attr, remove_attrs
+from .sdp.msrp import MsrpUri, answer_role, parse_path, parse_setup, peer_role
+
+log = logging.getLogger(__name__)
+
+Rng = Callable[[int], bytes]
+
+_RTP_SECURE: Final = {"RTP/AVP": "RTP/SAVP", "RTP/AVPF": "RTP/SAVPF"}
+_RTP_PLAIN: Final = {v: k for k, v in _RTP_SECURE.items()}
+MSRP_TLS: Final = "TCP/TLS/MSRP"
+MSRP_TCP: Final = "TCP/MSRP"
+
+_E2AE: Final = frozenset(("3ge2ae",))
+_CRYPTO: Final = frozenset(("crypto",))
+_FINGERPRINT: Final = frozenset(("fingerprint",))
+
+# Clause references for the decision records.
+C_ORIG: Final = "TS 33.328 7.2.1"
+C_TERM: Final = "TS 33.328 7.3.1"
+
+
+@dataclass(frozen=True, slots=True)
+class E2aeFlags:
+    """e2ae support indicated at registration (spec README §1.2 step 5), per protocol and side.
+
+    Support is *established* for a protocol when both the UE and the network indicated it
+    (7.2.1 step 2, 7.3.1 step 3). No registration (unknown UE) = all False.
+    """
+
+    ue_rtp: bool = False
+    ue_msrp: bool = False
+    net_rtp: bool = False
+    net_msrp: bool = False
+
+    @property
+    def rtp(self) -> bool:
+        return self.ue_rtp and self.net_rtp
+
+    @property
+    def msrp(self) -> bool:
+        return self.ue_msrp and self.net_msrp
+
+
+NO_E2AE: Final = E2aeFlags()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDecision:
+    """What was done to one m-line and which clause or policy rule made it so."""
+
+    index: int
+    kind: MediaKind
+    mode: StreamMode
+    action: str
+    rule: str
+
+    def __str__(self) -> str:
+        return f"m[{self.index}] {self.kind.value} {self.mode.value}: {self.action} [{self.rule}]"
+
+
+@dataclass(frozen=True)
+class StreamOffer:
+    """What the engine learnt about one offered m-line, and what it will do with it."""
+
+    index: int
+    kind: MediaKind
+    mode: StreamMode
+    media: str  # m= media type ("audio", "message"...)
+    proto: str  # as offered
+    proto_out: str  # as forwarded to the answerer
+    offerer: Endpoint | None  # the offerer's address for this stream (None if rejected)
+    rtcp_mux: bool = False
+    k11: CryptoAttr | None = None  # originating: the UE line we selected (TS 33.328 step 3)
+    k21: tuple[CryptoAttr, ...] = ()  # terminating: the lines we offered (step 4)
+    ue_fingerprints: tuple[Fingerprint, ...] = ()  # originating: the UE's certificate
+    core_fingerprints: tuple[Fingerprint, ...] = ()  # terminating TLS from the core
+    core_tls: bool = False  # TLS terminated on the core leg too (7.3.1 policy, LI use case)
+    setup: SetupRole | None = None  # a=setup in the offer
+    cema: bool = False  # a=msrp-cema in the offer
+    path: tuple[MsrpUri, ...] = ()  # the offerer's a=path
+    sent_path: str | None = None  # our a=path in the forwarded offer (aware MSRP)
+
+
+class _Prev(NamedTuple):
+    kind: MediaKind
+    mode: StreamMode
+    rx: SrtpKey | None
+    tx: SrtpKey | None
+    offered: tuple[CryptoAttr, ...]
+
+
+@dataclass(frozen=True)
+class OfferPlan:
+    """Result of `plan_offer`: decisions and the reservations the gateway must make."""
+
+    direction: Direction
+    flags: E2aeFlags
+    subscriber: str | None
+    policy: Policy
+    offer: Sdp  # the parsed offer as received (never mutated)
+    streams: tuple[StreamOffer, ...]
+    decisions: tuple[StreamDecision, ...]
+    requests: tuple[StreamRequest, ...]
+    anchor_all: bool = False
+    rekey: bool = False
+    previous: tuple[_Prev | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class OfferState:
+    """Kept by the ALG between the offer and its answer (one per early dialog when forking)."""
+
+    direction: Direction
+    flags: E2aeFlags
+    subscriber: str | None
+    policy: Policy
+    offer: Sdp
+    streams: tuple[StreamOffer, ...]
+    decisions: tuple[StreamDecision, ...]
+    reservations: Mapping[int, StreamReservation]
+    rekey: bool = False
+    previous: tuple[_Prev | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class OfferResult:
+    sdp: bytes
+    decisions: tuple[StreamDecision, ...]
+    state: OfferState
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    sdp: bytes
+    decisions: tuple[StreamDecision, ...]
+    plan: MediaPlan
+    state: OfferState = field(repr=False)
+
+
+Previous = AnswerResult | OfferState
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def redact_sdp(text: str | bytes) -> str:
+    """The SDP with every `inline:` key replaced by `inline:<redacted>`, for logging."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return redact(text)
+
+
+def _kind(proto: str) -> MediaKind:
+    p = proto.upper()
+    if p in _RTP_SECURE or p in _RTP_PLAIN:
+        return MediaKind.RTP
+    if p in (MSRP_TCP, MSRP_TLS):
+        return MediaKind.MSRP
+    return MediaKind.OTHER
+
+
+def _indication(sdp: Sdp, m: Media) -> E2aeIndicator | None:
+    """The 3ge2ae indicator of a stream. A session-level one (a broken UE, spec README §7.9)
+    applies to every m-line."""
+    found: E2aeIndicator | None = None
+    for v in m.attrs("3ge2ae") or sdp.session_attrs("3ge2ae"):
+        ind = parse_3ge2ae(v)
+        if ind is not E2aeIndicator.OTHER:  # other values shall be ignored (TS 24.229 §7.5.2)
+            return ind
+        found = ind
+    return found
+
+
+def _endpoint(sdp: Sdp, m: Media, mux: bool) -> Endpoint | None:
+    if m.port == 0:
+        return None
+    c = sdp.media_connection(m)
+    if c is None:  # pragma: no cover - Sdp.parse guarantees c= for live m-lines
+        return None
+    rtcp_port: int | None = None
+    if _kind(m.proto) is MediaKind.RTP and not mux:
+        rtcp = m.attr("rtcp")  # RFC 3605
+        if rtcp and rtcp.split(" ", 1)[0].isdigit():
+            rtcp_port = int(rtcp.split(" ", 1)[0])
+        else:
+            rtcp_port = m.port + 1
+    return Endpoint(c.host, m.port, rtcp_port)
+
+
+def _fingerprints(sdp: Sdp, m: Media) -> tuple[Fingerprint, ...]:
+    """Media-level fingerprints, else the session-level ones (RFC 8122 §5)."""
+    values = m.attrs("fingerprint") or sdp.session_attrs("fingerprint")
+    return tuple(parse_fingerprint(v) for v in values)
+
+
+def _setup(sdp: Sdp, m: Media) -> SetupRole | None:
+    v = sdp.media_attr(m, "setup")
+    return None if v is None else parse_setup(v)
+
+
+def _path(m: Media, index: int) -> tuple[MsrpUri, ...]:
+    v = m.attr("path")
+    if v is None:
+        raise SdpError(f"MSRP m-line {index} without a=path (RFC 4975)")
+    return parse_path(v)
+
+
+def _previous(previous: Previous | None) -> tuple[_Prev | None, ...]:
+    if previous is None:
+        return ()
+    if isinstance(previous, AnswerResult):
+        return tuple(
+            _Prev(s.kind, s.mode, s.rx_key, s.tx_key, ()) for s in previous.plan.streams
+        )
+    return tuple(
+        _Prev(
+            s.kind,
+            s.mode,
+            s.k11.to_srtp_key() if s.k11 is not None else None,
+            None,
+            s.k21,
+        )
+        for s in previous.streams
+    )
+
+
+def _prev_rtp(prev: tuple[_Prev | None, ...], i: int) -> _Prev | None:
+    p = prev[i] if i < len(prev) else None
+    if p is None or p.kind is not MediaKind.RTP or p.mode is not StreamMode.E2AE:
+        return None
+    return p
+
+
+def _same_key(a: CryptoAttr, b: SrtpKey | None) -> bool:
+    return b is not None and a.suite == b.suite and a.key.key_salt == b.key_salt
+
+
+def _ctx(
+    subscriber: str | None, direction: Direction, i: int, kind: MediaKind, proto: str,
+    flags: E2aeFlags,
+) -> PolicyContext:
+    if kind is MediaKind.MSRP:
+        ue, net = flags.ue_msrp, flags.net_msrp
+    else:
+        ue, net = flags.ue_rtp, flags.net_rtp
+    return PolicyContext(subscriber, direction, i, kind, proto, ue, net)
+
+
+def _rule(policy: Policy, subscriber: str | None, key: str, value: str) -> str:
+    return f"policy {key}={value} ({policy.describe(subscriber)})"
+
+
+# ---------------------------------------------------------------------------------------------
+# phase 1: plan
+
+
+def plan_offer(
+    sdp: bytes | str | Sdp,
+    direction: Direction,
+    flags: E2aeFlags,
+    policy: Policy,
+    subscriber: str | None = None,
+    *,
+    anchor_all: bool = False,
+    previous: Previous | None = None,
+    rekey: bool = False,
+) -> OfferPlan:
+    """Parse an offer and decide, per m-line, what the P-CSCF does (see module docstring).
+
+    `anchor_all`: when True, non-e2ae RTP/MSRP streams are anchored at the gateway in PASS mode
+    (addresses rewritten, bytes untouched); when False they BYPASS it (SDP untouched apart from
+    3ge2ae sanitising). Raises `SdpError` (488) on a bad offer or a NOTE 2a rejection.
+    """
+    offer = sdp if isinstance(sdp, Sdp) else Sdp.parse(sdp)
+    prev = _previous(previous)
+    plain_mode = StreamMode.PASS if anchor_all else StreamMode.BYPASS
+    streams: list[StreamOffer] = []
+    decisions: list[StreamDecision] = []
+    requests: list[StreamRequest] = []
+    for i, m in enumerate(offer.media):
+        if direction is Direction.ORIGINATING:
+            so, dec = _plan_originating(offer, m, i, flags, policy, subscriber, plain_mode, prev,
+                                        rekey)
+        else:
+            so, dec = _plan_terminating(offer, m, i, flags, policy, subscriber, plain_mode)
+        streams.append(so)
+        decisions.append(dec)
+        if so.mode in (StreamMode.E2AE, StreamMode.PASS):
+            requests.append(
+                StreamRequest(
+                    index=i,
+                    kind=so.kind,
+                    # RFC 5761 mux on each leg mirrors what the peers negotiate (README §7.1);
+                    # at offer time only the offerer's wish is known.
+                    access_rtcp_mux=so.rtcp_mux,
+                    core_rtcp_mux=so.rtcp_mux,
+                    want_local_fingerprint=so.kind is MediaKind.MSRP and so.mode is StreamMode.E2AE,
+                )
+            )
+    return OfferPlan(
+        direction, flags, subscriber, policy, offer, tuple(streams), tuple(decisions),
+        tuple(requests), anchor_all, rekey, prev,
+    )
+
+
+def _base_stream(
+    offer: Sdp, m: Media, i: int, kind: MediaKind, mode: StreamMode
+) -> StreamOffer:
+    mux = kind is MediaKind.RTP and m.has_attr("rtcp-mux")
+    return StreamOffer(
+        index=i, kind=kind, mode=mode, media=m.media, proto=m.proto, proto_out=m.proto,
+        offerer=_endpoint(offer, m, mux), rtcp_mux=mux,
+    )
+
+
+def _passthrough(
+    offer: Sdp, m: Media, i: int, kind: MediaKind, plain_mode: StreamMode, action: str, rule: str
+) -> tuple[StreamOffer, StreamDecision]:
+    mode = plain_mode if kind is not MediaKind.OTHER else StreamMode.BYPASS
+    if kind is MediaKind.OTHER:
+        action += "; not anchored (no gateway support for this proto)"
+    so = _base_stream(offer, m, i, kind, mode)
+    if kind is MediaKind.MSRP:
+        so = _msrp_info(offer, m, so, strict=False)
+    return so, StreamDecision(i, kind, mode, action, rule)
+
+
+def _msrp_info(offer: Sdp, m: Media, so: StreamOffer, strict: bool) -> StreamOffer:
+    try:
+        path = _path(m, so.index)
+    except SdpError:
+        if strict:
+            raise
+        path = ()
+    return _replace(
+        so, setup=_setup(offer, m), cema=m.has_attr("msrp-cema"), path=path,
+    )
+
+
+def _replace(so: StreamOffer, **kw: object) -> StreamOffer:
+    from dataclasses import replace
+
+    return replace(so, **kw)  # type: ignore[arg-type]
+
+
+def _plan_originating(
+    offer: Sdp, m: Media, i: int, flags: E2aeFlags, policy: Policy, subscriber: str | None,
+    plain_mode: StreamMode, prev: tuple[_Prev | None, ...], rekey: bool,
+) -> tuple[StreamOffer, StreamDecision]:
+    kind = _kind(m.proto)
+    proto = m.proto.upper()
+    if m.port == 0:
+        so = _base_stream(offer, m, i, kind, StreamMode.REJECTED)
+        return so, StreamDecision(i, kind, StreamMode.REJECTED, "rejected m-line (port 0) "
+                                  "forwarded as is", "RFC 3264 §6")
+    ind = _indication(offer, m)
+    requested = ind is E2aeIndicator.REQUESTED
+    secure = proto in _RTP_PLAIN or proto == MSRP_TLS
+    if not secure:
+        note = "; 3ge2ae on a non-secure proto ignored" if ind is not None else ""
+        return _passthrough(offer, m, i, kind, plain_mode, f"{m.proto}: no media security{note}",
+                            f"{C_ORIG} step 2 (applies to RTP/SAVP(F) and TCP/TLS/MSRP only)")
+    established = flags.rtp if kind is MediaKind.RTP else flags.msrp
+    ctx = _ctx(subscriber, Direction.ORIGINATING, i, kind, m.proto, flags)
+    rule: str
+    if requested and established:
+        rule = f"{C_ORIG} steps 2-3"
+        action = "e2ae requested and support established"
+    elif requested:
+        verdict = policy.e2ae_not_registered(ctx)
+        prule = _rule(policy, subscriber, "e2ae_not_registered", verdict.value)
+        if verdict is UnnegotiatedAction.REJECT:
+            raise SdpError(
+                "e2ae requested but not negotiated at registration (TS 33.328 7.2.1 NOTE 2a)"
+            )
+        if verdict is UnnegotiatedAction.E2E:
+            return _passthrough(
+                offer, m, i, kind, plain_mode,
+                "e2ae requested without registered support: indication dropped, end to end",
+                f"{C_ORIG} NOTE 2a; {prule}",
+            )
+        rule = f"{C_ORIG} NOTE 2a, step 3; {prule}"
+        action = "e2ae requested without registered support: applied anyway"
+    elif kind is MediaKind.RTP:
+        return _passthrough(offer, m, i, kind, plain_mode,
+                            "SRTP without e2ae indication: end to end, crypto untouched",
+                            f"{C_ORIG} step 2 (7.2.2/7.2.3)")
+    else:
+        verdict2 = policy.originating_msrp_tls(ctx)
+        prule = _rule(policy, subscriber, "originating_msrp_tls", verdict2.value)
+        if verdict2 is MsrpTlsAction.PASS:
+            return _passthrough(offer, m, i, kind, plain_mode,
+                                "MSRP over TLS without e2ae indication: end to end",
+                                f"{C_ORIG} step 2 (7.2.3); {prule}")
+        if not (m.has_attr("fingerprint") or offer.session_attr("fingerprint") is not None):
+            # NOTE x: terminate "streams signalled with TCP/TLS/MSRP and a fingerprint".
+            return _passthrough(offer, m, i, kind, plain_mode,
+                                "MSRP over TLS without fingerprint: cannot terminate, end to end",
+                                f"{C_ORIG} NOTE x; {prule}")
+        rule = f"{C_ORIG} step 2 NOTE x, step 3; {prule}"
+        action = "MSRP TLS terminated without e2ae indication"
+
+    so = _base_stream(offer, m, i, kind, StreamMode.E2AE)
+    if kind is MediaKind.RTP:
+        k11, how = _select_k11(m, i, ctx, policy, subscriber, _prev_rtp(prev, i), rekey)
+        so = _replace(so, proto_out=_RTP_PLAIN[proto], k11=k11)
+        action += f"; {m.proto}->{_RTP_PLAIN[proto]}; K11 = crypto tag {k11.tag} {k11.suite} " \
+                  f"({how}); crypto and 3ge2ae stripped towards the core"
+        return so, StreamDecision(i, kind, StreamMode.E2AE, action, rule)
+    fps = usable(_fingerprints(offer, m))
+    if not fps:
+        raise SdpError(f"e2ae MSRP m-line {i} without a usable a=fingerprint (RFC 8122)")
+    so = _msrp_info(offer, m, _replace(so, proto_out=MSRP_TCP, ue_fingerprints=fps), strict=True)
+    action += "; TCP/TLS/MSRP->TCP/MSRP; UE fingerprint stored, fingerprint and 3ge2ae stripped"
+    return so, StreamDecision(i, kind, StreamMode.E2AE, action, rule)
+
+
+def _parse_cryptos(m: Media, i: int) -> list[CryptoAttr]:
+    out = [parse_crypto(v) for v in m.attrs("crypto")]
+    tags = {c.tag for c in out}
+    if len(tags) != len(out):
+        raise SdpError(f"a=crypto: duplicate tag on m-line {i}")
+    return out
+
+
+def _select_k11(
+    m: Media, i: int, ctx: PolicyContext, policy: Policy, subscriber: str | None,
+    prev: _Prev | None, rekey: bool,
+) -> tuple[CryptoAttr, str]:
+    """TS 33.328 7.2.1 step 3: "selects one SDES crypto attribute" (K11)."""
+    offered = _parse_cryptos(m, i)
+    if not offered:
+        raise SdpError(f"e2ae requested on m-line {i} without a=crypto")
+    allowed = set(policy.allowed_suites(ctx))
+    candidates = [c for c in offered if c.suite in allowed and c.gateway_problem() is None]
+    if not candidates:
+        raise SdpError(f"no supported SRTP crypto suite offered on m-line {i}")
+    if prev is not None and not rekey:
+        for c in candidates:
+            if _same_key(c, prev.rx):
+                return c, "re-offer: the UE kept its key"
+    chosen = policy.select_crypto(ctx, candidates)
+    if chosen is None:
+        raise SdpError(f"no acceptable SRTP crypto suite offered on m-line {i}")
+    return chosen, f"selected by {policy.describe(subscriber)}"
+
+
+def _plan_terminating(
+    offer: Sdp, m: Media, i: int, flags: E2aeFlags, policy: Policy, subscriber: str | None,
+    plain_mode: StreamMode,
+) -> tuple[StreamOffer, StreamDecision]:
+    kind = _kind(m.proto)
+    proto = m.proto.upper()
+    foreign = " (foreign a=3ge2ae stripped)" if _indication(offer, m) is not None else ""
+    if m.port == 0:
+        so = _base_stream(offer, m, i, kind, StreamMode.REJECTED)
+        return so, StreamDecision(i, kind, StreamMode.REJECTED,
+                                  "rejected m-line (port 0) forwarded as is" + foreign,
+                                  "RFC 3264 §6")
+    ctx = _ctx(subscriber, Direction.TERMINATING, i, kind, m.proto, flags)
+    if kind is MediaKind.RTP:
+        if proto in _RTP_PLAIN:
+            return _passthrough(offer, m, i, kind, plain_mode,
+                                "SRTP from the core: end to end, crypto untouched" + foreign,
+                                f"{C_TERM} step 3, NOTE 2 (7.3.2/7.3.3)")
+        if not flags.rtp:
+            return _passthrough(offer, m, i, kind, plain_mode,
+                                "e2ae support for RTP not established: no media plane security"
+                                + foreign, f"{C_TERM} step 3")
+        so = _base_stream(offer, m, i, kind, StreamMode.E2AE)
+        so = _replace(so, proto_out=_RTP_SECURE[proto])
+        stripped = "; core crypto lines dropped" if m.has_attr("crypto") else ""
+        return so, StreamDecision(
+            i, kind, StreamMode.E2AE,
+            f"{m.proto}->{_RTP_SECURE[proto]}, K21 offered, 3ge2ae:applied added"
+            + stripped + foreign, f"{C_TERM} steps 3-4")
+    if kind is MediaKind.OTHER:
+        return _passthrough(offer, m, i, kind, plain_mode, f"{m.proto}: not e2ae" + foreign,
+                            f"{C_TERM} step 3")
+    core_fps: tuple[Fingerprint, ...] = ()
+    core_tls = False
+    if proto == MSRP_TCP:
+        if flags.msrp:
+            rule = f"{C_TERM} steps 3-4"
+            action = "TCP/MSRP->TCP/TLS/MSRP, gateway fingerprint and 3ge2ae:applied added"
+        else:
+            v = policy.terminating_msrp_unregistered(ctx)
+            prule = _rule(policy, subscriber, "terminating_msrp_unregistered", v.value)
+            if v is UnregisteredMsrpAction.NONE:
+                return _passthrough(offer, m, i, kind, plain_mode,
+                                    "e2ae support for MSRP not established: no media plane "
+                                    "security" + foreign, f"{C_TERM} step 3; {prule}")
+            rule = f"{C_TERM} step 3 NOTE x, step 4; {prule}"
+            action = ("e2ae without registered support: TCP/MSRP->TCP/TLS/MSRP, gateway "
+                      "fingerprint and 3ge2ae:applied added")
+    else:
+        v2 = policy.terminating_msrp_tls(ctx)
+        prule = _rule(policy, subscriber, "terminating_msrp_tls", v2.value)
+        if v2 is MsrpTlsAction.PASS:
+            return _passthrough(offer, m, i, kind, plain_mode,
+                                "MSRP over TLS from the core: end to end" + foreign,
+                                f"{C_TERM} step 3 (7.3.3); {prule}")
+        core_fps = usable(_fingerprints(offer, m))
+        if not core_fps:
+            return _passthrough(offer, m, i, kind, plain_mode,
+                                "MSRP over TLS from the core without fingerprint: cannot "
+                                "terminate, end to end" + foreign,
+                                f"{C_TERM} step 3; {prule}")
+        core_tls = True
+        rule = f"{C_TERM} step 3 NOTE x, step 4; {prule}"
+        action = ("TLS from the core terminated on both legs: gateway fingerprint towards UE and "
+                  "core, 3ge2ae:applied added")
+    so = _base_stream(offer, m, i, kind, StreamMode.E2AE)
+    so = _replace(so, proto_out=MSRP_TLS, core_fingerprints=core_fps, core_tls=core_tls)
+    so = _msrp_info(offer, m, so, strict=True)
+    return so, StreamDecision(i, kind, StreamMode.E2AE, action + foreign, rule)
+
+
+# ---------------------------------------------------------------------------------------------
+# rewriting helpers
+
+
+def _strip_3ge2ae(sdp: Sdp) -> None:
+    """7.3.1: remove any "e2ae-security offered by network" inserted by another party; and
+    never forward a UE's indication to the core (spec README §3.2)."""
+    remove_attrs(sdp.session, _E2AE)
+    for m in sdp.media:
+        remove_attrs(m.lines, _E2AE, 1)
+
+
+def _detach_session_fingerprints(sdp: Sdp, e2ae: set[int]) -> None:
+    """A session-level a=fingerprint also applies to our e2ae streams, where it must go.
+    Push it down to the other live TLS/DTLS streams that relied on it, then drop it."""
+    values = [line for line in sdp.session if line.startswith("a=") and
+              line[2:].lower().startswith("fingerprint:")]
+    if not values:
+        return
+    remove_attrs(sdp.session, _FINGERPRINT)
+    for i, m in enumerate(sdp.media):
+        if i in e2ae or m.port == 0 or "TLS" not in m.proto.upper():
+            continue
+        if not m.has_attr("fingerprint"):
+            m.insert_attrs(list(values))
+
+
+def _set_fingerprint(m: Media, fp: Fingerprint, setup: SetupRole | None) -> None:
+    """Our fingerprint goes just after a=setup (examples 06 and 08)."""
+    remove_attrs(m.lines, _FINGERPRINT, 1)
+    if setup is None:
+        m.insert_attrs([f"a=fingerprint:{fp.to_sdp()}"])
+        return
+    i = m.replace_or_insert("setup", f"a=setup:{setup.value}")
+    m.lines.insert(i + 1, f"a=fingerprint:{fp.to_sdp()}")
+
+
+def _set_path(m: Media, uri: str) -> None:
+    i = find_attr(m.lines, "path", 1)
+    if i >= 0:
+        m.lines[i] = f"a=path:{uri}"
+    else:
+        m.insert_attrs([f"a=path:{uri}"])
+
+
+def _strip_capneg_crypto(m: Media) -> bool:
+    """RFC 5939 `a=acap:<n> crypto:...` carries UE keys too: they must never reach the core."""
+    before = len(m.lines)
+    m.lines[1:] = [
+        line for line in m.lines[1:]
+        if not (line.startswith("a=acap:") and line.partition(" ")[2].lower().startswith("crypto:"))
+    ]
+    return len(m.lines) != before
+
+
+def _rewrite_rtcp(m: Media, ep: Endpoint) -> None:
+    i = find_attr(m.lines, "rtcp", 1)
+    if i < 0:
+        return
+    port = ep.rtcp_port if ep.rtcp_port is not None else ep.port
+    has_addr = " " in m.lines[i].partition(":")[2].strip()
+    m.lines[i] = (f"a=rtcp:{port} IN {addrtype_of(ep.host)} {ep.host}" if has_addr
+                  else f"a=rtcp:{port}")
+
+
+def _relocate(sdp: Sdp, targets: Mapping[int, Endpoint]) -> None:
+    """Move c=/m= of anchored streams to the gateway (TS 33.328 7.2.1 step 3, 7.3.1 step 4).
+
+    The session-level c= (and o=, when it mirrored c=, as in examples 05/06/08/10) is rewritten
+    only when every live stream that relies on it is anchored at one gateway address; otherwise
+    anchored streams get their own media-level c= and bypassed ones keep the original address.
+    """
+    if not targets:
+        return
+    media = sdp.media
+    sci = sdp.session_connection_index()
+    session_host: str | None = None
+    if sci >= 0:
+        inherit = [i for i, m in enumerate(media) if m.port != 0 and m.connection_index() < 0]
+        if inherit and all(i in targets for i in inherit):
+            hosts = {targets[i].host for i in inherit}
+            if len(hosts) == 1:
+                session_host = hosts.pop()
+    if session_host is not None:
+        old = Connection.parse(sdp.session[sci]).host
+        sdp.session[sci] = Connection.line_for(session_host)
+        oi = sdp.origin_index()
+        parts = sdp.session[oi][2:].split()
+        if parts[5] == old:
+            parts[4] = addrtype_of(session_host)
+            parts[5] = session_host
+            sdp.session[oi] = "o=" + " ".join(parts)
+    for i, ep in targets.items():
+        m = media[i]
+        if m.port == 0:
+            continue
+        m.set_port(ep.port)
+        ci = m.connection_index()
+        if ci >= 0:
+            m.lines[ci] = Connection.line_for(ep.host)
+        elif session_host != ep.host:
+            pos = 1
+            while pos < len(m.lines) and m.lines[pos][0] == "i":
+                pos += 1
+            m.lines.insert(pos, Connection.line_for(ep.host))
+        if _kind(m.proto) is MediaKind.RTP:
+            _rewrite_rtcp(m, ep)
+
+
+def _new_tx_key(
+    k11: CryptoAttr, prev: _Prev | None, rekey: bool, rng: Rng
+) -> tuple[CryptoAttr, bool]:
+    """K12 (7.2.1 step 7): kept from the last exchange when the UE kept its key, else fresh."""
+    if (prev is not None and not rekey and prev.tx is not None and _same_key(k11, prev.rx)
+            and prev.tx.suite == k11.suite):
+        return CryptoAttr(k11.tag, k11.suite, (KeyParam("inline", prev.tx.key_salt),)), True
+    return generate_crypto(k11.tag, k11.suite, rng), False
+
+
+def _reservation(reservations: Mapping[int, StreamReservation], i: int) -> StreamReservation:
+    try:
+        return reservations[i]
+    except KeyError:
+        raise GatewayError(f"no gateway reservation for m-line {i}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# phase 2: the offer
+
+
+def apply_offer(
+    plan: OfferPlan,
+    reservations: Mapping[int, StreamReservation],
+    rng: Rng,
+) -> OfferResult:
+    """Rewrite the offer for the answerer's side (core if ORIGINATING, UE if TERMINATING)."""
+    orig = plan.direction is Direction.ORIGINATING
+    sdp = plan.offer.copy()
+    _strip_3ge2ae(sdp)
+    targets: dict[int, Endpoint] = {}
+    streams: list[StreamOffer] = []
+    decisions = list(plan.decisions)
+    e2ae: set[int] = set()
+    for so in plan.streams:
+        i = so.index
+        m = sdp.media[i]
+        if so.mode not in (StreamMode.E2AE, StreamMode.PASS):
+            if (orig and so.mode is StreamMode.REJECTED and so.kind is MediaKind.RTP
+                    and _indication(plan.offer, plan.offer.media[i]) is E2aeIndicator.REQUESTED
+                    and remove_attrs(m.lines, _CRYPTO, 1)):
+                # keys meant for the gateway never go to the core, even on a disabled stream
+                d = decisions[i]
+                decisions[i] = StreamDecision(i, d.kind, d.mode, d.action + "; UE crypto "
+                                              "removed (e2ae was requested)", d.rule)
+            streams.append(so)
+            continue
+        res = _reservation(reservations, i)
+        ep = res.core if orig else res.access
+        targets[i] = ep
+        if so.mode is StreamMode.PASS:
+            streams.append(so)
+            continue
+        e2ae.add(i)
+        m.set_proto(so.proto_out)
+        if so.kind is MediaKind.RTP:
+            remove_attrs(m.lines, _CRYPTO, 1)
+            if orig:
+                # 7.2.1 step 3: SRTP->RTP, all crypto and the indication removed.
+                if _strip_capneg_crypto(m):
+                    d = decisions[i]
+                    decisions[i] = StreamDecision(
+                        i, d.kind, d.mode, d.action + "; a=acap crypto removed", d.rule)
+                streams.append(so)
+                continue
+            # 7.3.1 step 4: RTP->SRTP, one or more crypto lines (K21) + "offered by network".
+            k21 = _offer_k21(plan, so, rng)
+            m.insert_attrs([c.line() for c in k21] + [APPLIED_LINE])
+            streams.append(_replace(so, k21=k21))
+            continue
+        # MSRP
+        sid = so.path[-1].session_id if so.path else ""
+        if orig:
+            # 7.2.1 step 3: TLS->TCP, UE fingerprint removed; the gateway is the core offerer.
+            remove_attrs(m.lines, _FINGERPRINT, 1)
+            if so.setup is not SetupRole.ACTPASS or m.attr("setup") is None:
+                m.replace_or_insert("setup", "a=setup:actpass")
+            sent: str | None = None
+            if not so.cema:
+                sent = str(MsrpUri.build("msrp", ep.host, ep.port, sid))
+                _set_path(m, sent)
+            streams.append(_replace(so, sent_path=sent))
+            continue
+        # 7.3.1 step 4: TCP->TLS, fingerprints replaced by ours, "offered by network" added.
+        fp = res.local_fingerprint
+        if fp is None:
+            raise GatewayError(f"no local certificate fingerprint reserved for m-line {i}")
+        # spec README §5.3: offer passive so that the UE connects out through its NAT.
+        _set_fingerprint(m, fp, SetupRole.PASSIVE)
+        m.insert_attrs([APPLIED_LINE])
+        sent = None
+        if not so.cema:
+            sent = str(MsrpUri.build("msrps", ep.host, ep.port, sid))
+            _set_path(m, sent)
+        streams.append(_replace(so, sent_path=sent))
+    if e2ae:
+        _detach_session_fingerprints(sdp, e2ae)
+    _relocate(sdp, targets)
+    state = OfferState(
+        plan.direction, plan.flags, plan.subscriber, plan.policy, plan.offer, tuple(streams),
+        tuple(decisions), MappingProxyType(dict(reservations)), plan.rekey, plan.previous,
+    )
+    return OfferResult(sdp.to_bytes(), tuple(decisions), state)
+
+
+def _offer_k21(plan: OfferPlan, so: StreamOffer, rng: Rng) -> tuple[CryptoAttr, ...]:
+    ctx = _ctx(plan.subscriber, plan.direction, so.index, so.kind, so.proto, plan.flags)
+    prev = _prev_rtp(plan.previous, so.index)
+    if prev is not None and not plan.rekey:
+        allowed = set(plan.policy.allowed_suites(ctx))
+        # re-offer after a completed exchange: keep tag, suite and key of what is in use
+        if prev.tx is not None and prev.tx.suite in allowed:
+            return (CryptoAttr.from_srtp_key(prev.tx),)
+        # re-offer while the previous offer is pending: repeat it
+        if prev.offered and all(c.suite in allowed for c in prev.offered):
+            return prev.offered
+    suites = plan.policy.offer_suites(ctx)
+    if not suites:
+        raise SdpError("policy offers no crypto suite")
+    return tuple(generate_crypto(n, s, rng) for n, s in enumerate(suites, 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# phase 3: the answer
+
+
+def _through(answer_dir: str | None, orig: bool) -> ThroughConnection:
+    """Which way media may flow at the gateway, from the answerer's direction attribute."""
+    if answer_dir in (None, "sendrecv"):
+        return ThroughConnection.SENDRECV
+    if answer_dir == "inactive":
+        return ThroughConnection.INACTIVE
+    answerer_sends = answer_dir == "sendonly"
+    # originating: the answerer is the core (its sending = towards the UE)
+    towards_ue = answerer_sends if orig else not answerer_sends
+    return ThroughConnection.SENDONLY if towards_ue else ThroughConnection.RECVONLY
+
+
+def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> AnswerResult:
+    """Validate and rewrite the answer for the offerer's side; build the gateway's MediaPlan."""
+    orig = state.direction is Direction.ORIGINATING
+    ans = Sdp.parse(answer_sdp) if not isinstance(answer_sdp, Sdp) else answer_sdp.copy()
+    if len(ans.media) != len(state.streams):
+        raise SdpError(
+            f"answer has {len(ans.media)} m-lines, the offer had {len(state.streams)}"
+        )
+    # Gather what we need from the answer before editing it.
+    info = []
+    for so, m in zip(state.streams, ans.media, strict=True):
+        if m.media != so.media:
+            raise SdpError(f"answer m-line {so.index} is {m.media}, the offer's is {so.media}")
+        mux = so.rtcp_mux and m.has_attr("rtcp-mux")
+        info.append((_endpoint(ans, m, mux), mux))
+    ans_fps = [
+        _fingerprints(ans, m) if so.mode is StreamMode.E2AE and so.kind is MediaKind.MSRP
+        and m.port != 0 and not orig else ()
+        for so, m in zip(state.streams, ans.media, strict=True)
+    ]
+    ans_setups = [
+        _setup(ans, m) if so.kind is MediaKind.MSRP and so.mode is not StreamMode.BYPASS else None
+        for so, m in zip(state.streams, ans.media, strict=True)
+    ]
+    sess_dir = next((line[2:] for line in ans.session if line[2:] in
+                     ("sendrecv", "sendonly", "recvonly", "inactive")), None)
+    _strip_3ge2ae(ans)
+    targets: dict[int, Endpoint] = {}
+    decisions: list[StreamDecision] = []
+    plans: list[StreamPlan] = []
+    e2ae: set[int] = set()
+    for so, m, (ans_ep, mux), fps_a, setup_a in zip(
+        state.streams, ans.media, info, ans_fps, ans_setups, strict=True
+    ):
+        i = so.index
+        kind = so.kind
+        direction = m.direction() or sess_dir
+        through = _through(direction, orig)
+        ue_ep, core_ep = (so.offerer, ans_ep) if orig else (ans_ep, so.offerer)
+        if ue_ep is not None and mux:
+            ue_ep = Endpoint(ue_ep.host, ue_ep.port, None)
+        if core_ep is not None and mux:
+            core_ep = Endpoint(core_ep.host, core_ep.port, None)
+        if so.mode is StreamMode.REJECTED or m.port == 0:
+            action = "rejected m-line (port 0)"
+            rule = "RFC 3264 §6"
+            if so.mode is StreamMode.E2AE:
+                # Answer must mirror the offered proto; a rejected stream carries no keys.
+                m.set_proto(so.proto)
+                remove_attrs(m.lines, _CRYPTO | _FINGERPRINT, 1)
+                action += f" by the answerer; proto restored to {so.proto}, no keys"
+                rule = f"{C_ORIG if orig else C_TERM}; spec README §7.2"
+            decisions.append(StreamDecision(i, kind, StreamMode.REJECTED, action, rule))
+            plans.append(StreamPlan(i, kind, StreamMode.REJECTED))
+            continue
+        if so.mode is StreamMode.BYPASS:
+            decisions.append(state.decisions[i])
+            plans.append(StreamPlan(i, kind, StreamMode.BYPASS, ue_remote=ue_ep,
+                                    core_remote=core_ep, through=through))
+            continue
+        res = _reservation(state.reservations, i)
+        targets[i] = res.access if orig else res.core
+        if so.mode is StreamMode.PASS:
+            access_setup, core_setup = SetupRole.PASSIVE, SetupRole.ACTIVE
+            if kind is MediaKind.MSRP:
+                # A TCP relay: each leg's role follows the answer passed through unchanged.
+                role = setup_a if setup_a is not None else SetupRole.PASSIVE
+                if orig:
+                    access_setup, core_setup = role, peer_role(role)
+                else:
+                    access_setup, core_setup = peer_role(role), role
+            decisions.append(StreamDecision(i, kind, StreamMode.PASS,
+                                            state.decisions[i].action + "; anchored, relayed "
+                                            "untouched", state.decisions[i].rule))
+            plans.append(StreamPlan(
+                i, kind, StreamMode.PASS, ue_remote=ue_ep, core_remote=core_ep,
+                access_rtcp_mux=mux, core_rtcp_mux=mux, access_setup=access_setup,
+                core_setup=core_setup, through=through,
+            ))
+            continue
+        e2ae.add(i)
+        if m.proto.upper() != so.proto_out.upper():
+            raise SdpError(f"answer m-line {i} proto {m.proto} does not match offered "
+                           f"{so.proto_out}")
+        if kind is MediaKind.RTP:
+            plan, dec = _answer_rtp(state, so, m, orig, rng)
+            plans.append(StreamPlan(
+                i, kind, StreamMode.E2AE, ue_remote=ue_ep, core_remote=core_ep,
+                access_rtcp_mux=mux, core_rtcp_mux=mux, rx_key=plan[0], tx_key=plan[1],
+                through=through,
+            ))
+            decisions.append(dec)
+            continue
+        sp, dec = _answer_msrp(state, so, m, ans, orig, res, fps_a, setup_a)
+        plans.append(StreamPlan(
+            i, kind, StreamMode.E2AE, ue_remote=ue_ep, core_remote=core_ep,
+            ue_fingerprint=sp.ue_fingerprint, access_setup=sp.access_setup,
+            core_setup=sp.core_setup, msrp_mode=sp.msrp_mode, ue_path=sp.ue_path,
+            agw_access_path=sp.agw_access_path, core_path=sp.core_path,
+            agw_core_path=sp.agw_core_path, core_tls=sp.core_tls,
+            core_fingerprint=sp.core_fingerprint, through=through,
+        ))
+        decisions.append(dec)
+    if e2ae:
+        _detach_session_fingerprints(ans, e2ae)
+    _relocate(ans, targets)
+    return AnswerResult(ans.to_bytes(), tuple(decisions), MediaPlan(tuple(plans)), state)
+
+
+def _answer_rtp(
+    state: OfferState, so: StreamOffer, m: Media, orig: bool, rng: Rng
+) -> tuple[tuple[SrtpKey, SrtpKey], StreamDecision]:
+    i = so.index
+    if orig:
+        # 7.2.1 steps 7-8: RTP->SRTP, exactly one crypto line with the tag and suite of K11,
+        # carrying the fresh K12, no lifetime.
+        k11 = so.k11
+        assert k11 is not None
+        remove_attrs(m.lines, _CRYPTO, 1)
+        k12, kept = _new_tx_key(k11, _prev_rtp(state.previous, i), state.rekey, rng)
+        m.set_proto(so.proto)
+        m.insert_attrs([k12.line()])
+        action = (f"{so.proto_out}->{so.proto}; K12 tag {k12.tag} {k12.suite} "
+                  f"{'kept from the last exchange' if kept else 'generated'}")
+        return (k11.to_srtp_key(), k12.to_srtp_key()), StreamDecision(
+            i, so.kind, StreamMode.E2AE, action, f"{C_ORIG} steps 7-8")
+    # 7.3.1 steps 5-7: the UE answers one of our lines with its K22; SRTP->RTP towards the core.
+    answers = _parse_cryptos(m, i)
+    if len(answers) != 1:
+        raise SdpError(f"answer m-line {i} must carry exactly one a=crypto, has {len(answers)}")
+    k22 = answers[0]
+    ours = next((c for c in so.k21 if c.tag == k22.tag), None)
+    if ours is None:
+        raise SdpError(f"answer a=crypto tag {k22.tag} on m-line {i} was never offered")
+    if ours.suite != k22.suite:
+        raise SdpError(f"answer a=crypto tag {k22.tag} on m-line {i} changes the suite")
+    problem = k22.gateway_problem()
+    if problem is not None:
+        raise SdpError(f"answer a=crypto on m-line {i}: {problem}")
+    remove_attrs(m.lines, _CRYPTO, 1)
+    m.set_proto(so.proto)
+    action = (f"{so.proto_out}->{so.proto}; K22 = UE line tag {k22.tag} {k22.suite}, "
+              f"K21 = our tag {ours.tag}; crypto stripped towards the core")
+    return (k22.to_srtp_key(), ours.to_srtp_key()), StreamDecision(
+        i, so.kind, StreamMode.E2AE, action, f"{C_TERM} steps 5-7")
+
+
+@dataclass(frozen=True)
+class _MsrpPlan:
+    ue_fingerprint: tuple[Fingerprint, ...]
+    access_setup: SetupRole
+    core_setup: SetupRole
+    msrp_mode: MsrpMode
+    ue_path: str | None
+    agw_access_path: str | None
+    core_path: str | None
+    agw_core_path: str | None
+    core_tls: bool = False
+    core_fingerprint: tuple[Fingerprint, ...] = ()
+
+
+def _answer_msrp(
+    state: OfferState, so: StreamOffer, m: Media, ans: Sdp, orig: bool, res: StreamReservation,
+    ans_fps: tuple[Fingerprint, ...], ans_setup: SetupRole | None,
+) -> tuple[_MsrpPlan, StreamDecision]:
+    i = so.index
+    fp = res.local_fingerprint
+    if fp is None:
+        raise GatewayError(f"no local certificate fingerprint reserved for m-line {i}")
+    ans_path = _path(m, i)
+    cema = so.cema and m.has_attr("msrp-cema")
+    mode = MsrpMode.AGNOSTIC if cema else MsrpMode.AWARE
+    if ans_setup is SetupRole.ACTPASS:
+        raise SdpError(f"answer m-line {i}: a=setup:actpass is not allowed in an answer")
+    if orig:
+        # 7.2.1 step 8: TCP->TLS, fingerprints from the core removed, ours added.
+        # Gateway roles: core leg = the opposite of the core's answer (absent: the answerer is
+        # passive, RFC 4145 §4.1); access leg = our answer to the UE's offer (README §5.3).
+        core_setup = peer_role(ans_setup) if ans_setup is not None else SetupRole.ACTIVE
+        access_setup = answer_role(so.setup)
+        m.set_proto(so.proto)
+        _set_fingerprint(m, fp, access_setup)
+        ue_uri, core_uri = so.path[-1], ans_path[-1]
+        agw_access = agw_core = None
+        if mode is MsrpMode.AWARE:
+            agw_access = str(MsrpUri.build("msrps", res.access.host, res.access.port,
+                                           core_uri.session_id))
+            agw_core = so.sent_path or str(MsrpUri.build("msrp", res.core.host, res.core.port,
+                                                         ue_uri.session_id))
+            _set_path(m, agw_access)
+        action = (f"TCP/MSRP->TCP/TLS/MSRP; gateway fingerprint, a=setup:"
+                  f"{access_setup.value}; {mode.value} MSRP")
+        return _MsrpPlan(so.ue_fingerprints, access_setup, core_setup, mode, str(ue_uri),
+                         agw_access, str(core_uri), agw_core), StreamDecision(
+            i, so.kind, StreamMode.E2AE, action, f"{C_ORIG} steps 7-8")
+    # 7.3.1 steps 5-7: the UE's fingerprint goes to the gateway, TLS->TCP towards the core.
+    ue_fps = usable(ans_fps)
+    if not ue_fps:
+        raise SdpError(f"answer m-line {i} without a usable a=fingerprint (RFC 8122)")
+    remove_attrs(m.lines, _FINGERPRINT, 1)
+    m.set_proto(so.proto)
+    # We offered passive; a UE that ignores a=setup follows RFC 4975 (the offerer connects).
+    access_setup = peer_role(ans_setup) if ans_setup is not None else SetupRole.ACTIVE
+    if so.setup is None:
+        # the core relied on the RFC 4145 default (offerer active): answer with the default too
+        remove_attrs(m.lines, frozenset(("setup",)), 1)
+        core_setup = SetupRole.PASSIVE
+    else:
+        core_setup = answer_role(so.setup)
+        m.replace_or_insert("setup", f"a=setup:{core_setup.value}")
+    if so.core_tls:
+        # TLS from the core terminated too: our certificate towards the core peer as well.
+        _set_fingerprint(m, fp, core_setup if so.setup is not None else None)
+    ue_uri, core_uri = ans_path[-1], so.path[-1]
+    agw_access = agw_core = None
+    if mode is MsrpMode.AWARE:
+        agw_access = so.sent_path or str(MsrpUri.build("msrps", res.access.host,
+                                                       res.access.port, core_uri.session_id))
+        agw_core = str(MsrpUri.build("msrps" if so.core_tls else "msrp", res.core.host,
+                                     res.core.port, ue_uri.session_id))
+        _set_path(m, agw_core)
+    action = (f"TCP/TLS/MSRP->{so.proto}; UE fingerprint stored and stripped; gateway "
+              f"{access_setup.value} towards the UE; {mode.value} MSRP")
+    return _MsrpPlan(ue_fps, access_setup, core_setup, mode, str(ue_uri), agw_access,
+                     str(core_uri), agw_core, so.core_tls, so.core_fingerprints), StreamDecision(
+        i, so.kind, StreamMode.E2AE, action, f"{C_TERM} steps 5-7")
+
+
+__all__ = [
+    "NO_E2AE",
+    "AnswerResult",
+    "E2aeFlags",
+    "OfferPlan",
+    "OfferResult",
+    "OfferState",
+    "Previous",
+    "Rng",
+    "StreamDecision",
+    "StreamOffer",
+    "apply_answer",
+    "apply_offer",
+    "plan_offer",
+    "redact_sdp",
+]

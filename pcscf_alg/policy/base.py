@@ -1,0 +1,108 @@
+"""The `Policy` protocol: every "depending on its local policy" point of TS 33.328 is one method.
+
+| method                          | seed text                                                   |
+|---------------------------------|-------------------------------------------------------------|
+| `originating_msrp_tls`          | 7.2.1 step 2: TCP/TLS/MSRP from the UE without indication   |
+| `terminating_msrp_unregistered` | 7.3.1 step 3: TCP/MSRP from the core, support not registered |
+| `terminating_msrp_tls`          | 7.3.1 step 3: TCP/TLS/MSRP from the core                     |
+| `e2ae_not_registered`           | 7.2.1 NOTE 2a: indication present, support not registered    |
+| `allowed_suites`                | crypto suite allow-list, in order of preference               |
+| `offer_suites`                  | which suites we offer to the UE (K21), in order (7.3.1 step 4)|
+| `select_crypto`                 | which UE crypto line becomes K11 (7.2.1 step 3)               |
+
+Methods take a `PolicyContext` and return enums, so a decision can be logged and counted.
+`describe(subscriber)` names the rule set in force, for the decision records.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ..mediaplan import Direction, MediaKind
+from ..sdp.crypto import SUITES, CryptoAttr
+
+
+class MsrpTlsAction(enum.Enum):
+    """MSRP over TLS that nobody asked e2ae for: relay it end to end, or terminate TLS."""
+
+    PASS = "pass"
+    TERMINATE = "terminate"
+
+
+class UnregisteredMsrpAction(enum.Enum):
+    """Terminating TCP/MSRP when the UE/network did not register e2ae support for MSRP."""
+
+    NONE = "none"  # no media plane security
+    TERMINATE = "terminate"  # RCS 5.1: always use TLS on the terminating access leg (NOTE x)
+
+
+class UnnegotiatedAction(enum.Enum):
+    """TS 33.328 7.2.1 NOTE 2a: e2ae requested but support not established at registration."""
+
+    REJECT = "reject"  # 488 + Warning
+    E2E = "e2e"  # drop the indication, treat the stream as end to end
+    APPLY = "apply"  # apply e2ae anyway
+
+
+class CryptoSelection(enum.Enum):
+    """How K11 is chosen among the UE's usable crypto lines."""
+
+    FIRST_SUPPORTED = "first_supported"  # the UE's order (RFC 4568: offerer's preference)
+    STRONGEST = "strongest"  # by suite strength
+    PREFERRED = "preferred"  # by our allow-list order
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyContext:
+    """What a policy sees about one stream. `ue_supports`/`net_supports` are the registration
+    flags for the stream's protocol (RTP or MSRP)."""
+
+    subscriber: str | None
+    direction: Direction
+    index: int
+    kind: MediaKind
+    proto: str
+    ue_supports: bool = False
+    net_supports: bool = False
+
+
+@runtime_checkable
+class Policy(Protocol):
+    def originating_msrp_tls(self, ctx: PolicyContext) -> MsrpTlsAction: ...
+
+    def terminating_msrp_unregistered(self, ctx: PolicyContext) -> UnregisteredMsrpAction: ...
+
+    def terminating_msrp_tls(self, ctx: PolicyContext) -> MsrpTlsAction: ...
+
+    def e2ae_not_registered(self, ctx: PolicyContext) -> UnnegotiatedAction: ...
+
+    def allowed_suites(self, ctx: PolicyContext) -> Sequence[str]: ...
+
+    def offer_suites(self, ctx: PolicyContext) -> Sequence[str]: ...
+
+    def select_crypto(
+        self, ctx: PolicyContext, candidates: Sequence[CryptoAttr]
+    ) -> CryptoAttr | None: ...
+
+    def describe(self, subscriber: str | None) -> str: ...
+
+
+def select_by(
+    rule: CryptoSelection, candidates: Sequence[CryptoAttr], preference: Sequence[str]
+) -> CryptoAttr | None:
+    """The standard selection rules, for `Policy.select_crypto` implementations.
+
+    `candidates` are already filtered (gateway-usable, allowed), in the UE's order.
+    """
+    if not candidates:
+        return None
+    if rule is CryptoSelection.FIRST_SUPPORTED:
+        return candidates[0]
+    if rule is CryptoSelection.STRONGEST:
+        # max() keeps the first of equals, so the UE's order breaks ties
+        return max(candidates, key=lambda c: SUITES[c.suite].strength if c.known else -1)
+    rank = {s: n for n, s in enumerate(preference)}
+    return min(candidates, key=lambda c: rank.get(c.suite, len(rank)))

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.daemon import Daemon, make_daemon
+
+pytestmark = pytest.mark.e2e
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[object]:
+    """daemon_factory(**config_overrides) -> started Daemon; stopped (SIGTERM) after the test,
+    which also asserts a clean shutdown."""
+    started: list[Daemon] = []
+
+    def factory(**overrides: object) -> Daemon:
+        d = make_daemon(tmp_path, **overrides)
+        d.start()
+        started.append(d)
+        return d
+
+    yield factory
+    for d in started:
+        alive = d.alive()
+        rc = d.stop()
+        assert alive, f"daemon died during the test:\n{d.log()}"
+        assert rc == 0, f"daemon did not shut down cleanly on SIGTERM (rc={rc}):\n{d.log()}"
+
+
+@pytest.fixture
+def daemon(daemon_factory: object) -> Daemon:
+    return daemon_factory()  # type: ignore[operator, no-any-return]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _need_sipp() -> None:
+    if shutil.which("sipp") is None:
+        pytest.fail("sipp is not installed: run `make test` (it installs Debian's sip-tester)")
