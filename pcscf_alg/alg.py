@@ -600,6 +600,30 @@ class Pcscf:
         self.counters.forwarded_responses += 1
         self.layers[ctx.in_side].send_response(ctx.server, resp, now)
 
+    def forward_response(self, ctx: ProxyCtx, resp: SipMessage, now: float) -> None:
+        """Send a response upstream that the call layer held back (e.g. a late offer in a 2xx
+        waiting for the gateway's reservation)."""
+        self._send_upstream(ctx, resp, now)
+
+    def peer_for(self, uri: str, *, to_ue: bool) -> Peer:
+        """Where to send a request for `uri` (a UE contact goes over its registered flow)."""
+        if to_ue:
+            b = self._terminating_binding(uri)
+            if b is not None:
+                return Peer(b.flow.transport, b.flow.host, b.flow.port)
+        return self._peer_for_uri(uri)
+
+    def send_own_request(self, msg: SipMessage, side: Side, dest: Peer) -> None:
+        """A request the P-CSCF originates as a UA (e.g. BYE on a gateway failure). Its
+        responses are absorbed by its client transaction (no ProxyCtx)."""
+        self._prepare_forward(msg, side, dest.transport)
+        self.layers[side].send_request(msg, dest, self.now)
+
+    def send_own_ack(self, msg: SipMessage, side: Side, dest: Peer) -> None:
+        """An ACK for a 2xx we will not forward (RFC 3261 §13.2.2.4), sent statelessly."""
+        self._prepare_forward(msg, side, dest.transport)
+        self._send(side, msg.serialize(), dest)
+
     def answer(self, ctx: ProxyCtx, status: int, reason: str, warning: str | None = None) -> None:
         """Answer the upstream side ourselves (used by the call layer, e.g. 488)."""
         if ctx.final_sent:

@@ -64,7 +64,7 @@ from .policy.base import (
 from .sdp.attrs import APPLIED_LINE, E2aeIndicator, parse_3ge2ae
 from .sdp.crypto import CryptoAttr, KeyParam, generate_crypto, parse_crypto, redact
 from .sdp.fingerprint import parse_fingerprint, usable
-from .sdp.model import Connection, Media, Sdp, addrtype_of, find_attr, remove_attrs
+from .sdp.model import Connection, Media, Sdp, addrtype_of, remove_attrs
 from .sdp.msrp import MsrpUri, answer_role, parse_path, parse_setup, peer_role
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,6 @@ MSRP_TLS: Final = "TCP/TLS/MSRP"
 MSRP_TCP: Final = "TCP/MSRP"
 
 _E2AE: Final = frozenset(("3ge2ae",))
-_CRYPTO: Final = frozenset(("crypto",))
 _FINGERPRINT: Final = frozenset(("fingerprint",))
 
 # Clause references for the decision records.
@@ -592,7 +591,7 @@ def _strip_3ge2ae(sdp: Sdp) -> None:
     never forward a UE's indication to the core (spec README §3.2)."""
     remove_attrs(sdp.session, _E2AE)
     for m in sdp.media:
-        remove_attrs(m.lines, _E2AE, 1)
+        m.remove_attrs("3ge2ae")
 
 
 def _detach_session_fingerprints(sdp: Sdp, e2ae: set[int]) -> None:
@@ -612,40 +611,40 @@ def _detach_session_fingerprints(sdp: Sdp, e2ae: set[int]) -> None:
 
 def _set_fingerprint(m: Media, fp: Fingerprint, setup: SetupRole | None) -> None:
     """Our fingerprint goes just after a=setup (examples 06 and 08)."""
-    remove_attrs(m.lines, _FINGERPRINT, 1)
+    m.remove_attrs("fingerprint")
     if setup is None:
         m.insert_attrs([f"a=fingerprint:{fp.to_sdp()}"])
         return
     i = m.replace_or_insert("setup", f"a=setup:{setup.value}")
-    m.lines.insert(i + 1, f"a=fingerprint:{fp.to_sdp()}")
+    m.insert_lines(i + 1, [f"a=fingerprint:{fp.to_sdp()}"])
 
 
 def _set_path(m: Media, uri: str) -> None:
-    i = find_attr(m.lines, "path", 1)
+    i = m.find("path")
     if i >= 0:
-        m.lines[i] = f"a=path:{uri}"
+        m.set_line(i, f"a=path:{uri}")
     else:
         m.insert_attrs([f"a=path:{uri}"])
 
 
 def _strip_capneg_crypto(m: Media) -> bool:
     """RFC 5939 `a=acap:<n> crypto:...` carries UE keys too: they must never reach the core."""
-    before = len(m.lines)
-    m.lines[1:] = [
-        line for line in m.lines[1:]
-        if not (line.startswith("a=acap:") and line.partition(" ")[2].lower().startswith("crypto:"))
-    ]
-    return len(m.lines) != before
+    if "acap" not in m.names:
+        return False
+    return m.remove_where(
+        lambda line: line.startswith("a=acap:")
+        and line.partition(" ")[2].lower().startswith("crypto:")
+    ) > 0
 
 
 def _rewrite_rtcp(m: Media, ep: Endpoint) -> None:
-    i = find_attr(m.lines, "rtcp", 1)
+    i = m.find("rtcp")
     if i < 0:
         return
     port = ep.rtcp_port if ep.rtcp_port is not None else ep.port
     has_addr = " " in m.lines[i].partition(":")[2].strip()
-    m.lines[i] = (f"a=rtcp:{port} IN {addrtype_of(ep.host)} {ep.host}" if has_addr
-                  else f"a=rtcp:{port}")
+    m.set_line(i, f"a=rtcp:{port} IN {addrtype_of(ep.host)} {ep.host}" if has_addr
+               else f"a=rtcp:{port}")
 
 
 def _relocate(sdp: Sdp, targets: Mapping[int, Endpoint]) -> None:
@@ -682,12 +681,12 @@ def _relocate(sdp: Sdp, targets: Mapping[int, Endpoint]) -> None:
         m.set_port(ep.port)
         ci = m.connection_index()
         if ci >= 0:
-            m.lines[ci] = Connection.line_for(ep.host)
+            m.set_line(ci, Connection.line_for(ep.host))
         elif session_host != ep.host:
             pos = 1
             while pos < len(m.lines) and m.lines[pos][0] == "i":
                 pos += 1
-            m.lines.insert(pos, Connection.line_for(ep.host))
+            m.insert_lines(pos, [Connection.line_for(ep.host)])
         if _kind(m.proto) is MediaKind.RTP:
             _rewrite_rtcp(m, ep)
 
@@ -732,7 +731,7 @@ def apply_offer(
         if so.mode not in (StreamMode.E2AE, StreamMode.PASS):
             if (orig and so.mode is StreamMode.REJECTED and so.kind is MediaKind.RTP
                     and _indication(plan.offer, plan.offer.media[i]) is E2aeIndicator.REQUESTED
-                    and remove_attrs(m.lines, _CRYPTO, 1)):
+                    and m.remove_attrs("crypto")):
                 # keys meant for the gateway never go to the core, even on a disabled stream
                 d = decisions[i]
                 decisions[i] = StreamDecision(i, d.kind, d.mode, d.action + "; UE crypto "
@@ -748,7 +747,7 @@ def apply_offer(
         e2ae.add(i)
         m.set_proto(so.proto_out)
         if so.kind is MediaKind.RTP:
-            remove_attrs(m.lines, _CRYPTO, 1)
+            m.remove_attrs("crypto")
             if orig:
                 # 7.2.1 step 3: SRTP->RTP, all crypto and the indication removed.
                 if _strip_capneg_crypto(m):
@@ -766,7 +765,7 @@ def apply_offer(
         sid = so.path[-1].session_id if so.path else ""
         if orig:
             # 7.2.1 step 3: TLS->TCP, UE fingerprint removed; the gateway is the core offerer.
-            remove_attrs(m.lines, _FINGERPRINT, 1)
+            m.remove_attrs("fingerprint")
             if so.setup is not SetupRole.ACTPASS or m.attr("setup") is None:
                 m.replace_or_insert("setup", "a=setup:actpass")
             sent: str | None = None
@@ -879,7 +878,7 @@ def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> 
             if so.mode is StreamMode.E2AE:
                 # Answer must mirror the offered proto; a rejected stream carries no keys.
                 m.set_proto(so.proto)
-                remove_attrs(m.lines, _CRYPTO | _FINGERPRINT, 1)
+                m.remove_attrs("crypto", "fingerprint")
                 action += f" by the answerer; proto restored to {so.proto}, no keys"
                 rule = f"{C_ORIG if orig else C_TERM}; spec README §7.2"
             decisions.append(StreamDecision(i, kind, StreamMode.REJECTED, action, rule))
@@ -948,7 +947,7 @@ def _answer_rtp(
         # carrying the fresh K12, no lifetime.
         k11 = so.k11
         assert k11 is not None
-        remove_attrs(m.lines, _CRYPTO, 1)
+        m.remove_attrs("crypto")
         k12, kept = _new_tx_key(k11, _prev_rtp(state.previous, i), state.rekey, rng)
         m.set_proto(so.proto)
         m.insert_attrs([k12.line()])
@@ -969,7 +968,7 @@ def _answer_rtp(
     problem = k22.gateway_problem()
     if problem is not None:
         raise SdpError(f"answer a=crypto on m-line {i}: {problem}")
-    remove_attrs(m.lines, _CRYPTO, 1)
+    m.remove_attrs("crypto")
     m.set_proto(so.proto)
     action = (f"{so.proto_out}->{so.proto}; K22 = UE line tag {k22.tag} {k22.suite}, "
               f"K21 = our tag {ours.tag}; crypto stripped towards the core")
@@ -1029,13 +1028,13 @@ def _answer_msrp(
     ue_fps = usable(ans_fps)
     if not ue_fps:
         raise SdpError(f"answer m-line {i} without a usable a=fingerprint (RFC 8122)")
-    remove_attrs(m.lines, _FINGERPRINT, 1)
+    m.remove_attrs("fingerprint")
     m.set_proto(so.proto)
     # We offered passive; a UE that ignores a=setup follows RFC 4975 (the offerer connects).
     access_setup = peer_role(ans_setup) if ans_setup is not None else SetupRole.ACTIVE
     if so.setup is None:
         # the core relied on the RFC 4145 default (offerer active): answer with the default too
-        remove_attrs(m.lines, frozenset(("setup",)), 1)
+        m.remove_attrs("setup")
         core_setup = SetupRole.PASSIVE
     else:
         core_setup = answer_role(so.setup)

@@ -7,8 +7,10 @@ normally pytest's ``tmp_path``.
 
 Typical use::
 
-    uas = SippAgent("uas_basic.xml", role="uas", local_port=p1, keys={"mf": "70", "rr": "0", "via": "1"})
-    uac = SippAgent("uac_basic.xml", role="uac", local_port=p2, remote=f"127.0.0.1:{p1}", keys={"rr": "0"})
+    uas = SippAgent("uas_basic.xml", role="uas", local_port=p1,
+                    keys={"mf": "70", "rr": "0", "via": "1"})
+    uac = SippAgent("uac_basic.xml", role="uac", local_port=p2, remote=f"127.0.0.1:{p1}",
+                    keys={"rr": "0"})
     pair = run_pair(uas, uac, tmp_path)
     pair.assert_ok()
 
@@ -76,9 +78,14 @@ SCENARIO_KEYS: dict[str, dict[str, dict[str, str]]] = {
         "direct": {"sc": _SS_BOTH, "sschk": "both", "sv": "sdes-srtp;mediasec"},
     },
     "registrar_mediasec.xml": {
-        "proxy": {"proxy": "1", "xhdr": "X-Registrar: sipp"},
-        # without a P-CSCF in between, the registrar plays its part and announces the mediasec mechanisms
-        "direct": {"proxy": "0", "xhdr": f"Security-Server: {_SS_BOTH}"},
+        "proxy": {"proxy": "1", "xhdr": "X-Registrar: sipp", "once": "0", "pw": "password"},
+        # without a P-CSCF in between, the registrar plays its part and announces mediasec
+        "direct": {
+            "proxy": "0",
+            "xhdr": f"Security-Server: {_SS_BOTH}",
+            "once": "0",
+            "pw": "password",
+        },
     },
 }
 
@@ -94,7 +101,9 @@ def scenario_path(name: str | os.PathLike[str]) -> Path:
     raise FileNotFoundError(f"no SIPp scenario {name!s} (looked in {SCENARIO_DIR})")
 
 
-def scenario_keys(name: str, mode: Literal["proxy", "direct"] = "proxy", **overrides: str) -> dict[str, str]:
+def scenario_keys(
+    name: str, mode: Literal["proxy", "direct"] = "proxy", **overrides: str
+) -> dict[str, str]:
     """The -key variables ``name`` needs, for ``mode``, with ``overrides`` applied."""
     keys = dict(SCENARIO_KEYS.get(Path(name).name, {}).get(mode, {}))
     keys.update(overrides)
@@ -105,7 +114,8 @@ def sipp_available() -> bool:
     return shutil.which(SIPP_BIN) is not None
 
 
-# --------------------------------------------------------------------------------------------- ports
+# ------------------------------------------------------------------------------------------- ports
+
 
 def _port_free(port: int, *, udp: bool = True, tcp: bool = True, host: str = "127.0.0.1") -> bool:
     kinds = ([socket.SOCK_DGRAM] if udp else []) + ([socket.SOCK_STREAM] if tcp else [])
@@ -150,7 +160,7 @@ def _proc_net_ports(transport: str) -> set[int]:
     """Local ports bound (UDP) or listening (TCP) according to /proc/net."""
     tcp = transport.startswith("t")
     ports: set[int] = set()
-    for fname in (("tcp", "tcp6") if tcp else ("udp", "udp6")):
+    for fname in ("tcp", "tcp6") if tcp else ("udp", "udp6"):
         try:
             lines = Path("/proc/net", fname).read_text().splitlines()[1:]
         except OSError:
@@ -174,7 +184,8 @@ def port_bound(port: int, transport: str = "u1", host: str = "127.0.0.1") -> boo
     return not _port_free(port, udp=kind_udp, tcp=not kind_udp, host=host)
 
 
-# --------------------------------------------------------------------------------------------- agent
+# ------------------------------------------------------------------------------------------- agent
+
 
 @dataclass
 class SippAgent:
@@ -184,7 +195,9 @@ class SippAgent:
     role: Role = "uac"
     local_ip: str = "127.0.0.1"
     local_port: int = 0  # 0 = pick a free one at build time
-    remote: str | None = None  # "host:port": the Request-URI target ([remote_ip]:[remote_port]); uac only
+    remote: str | None = (
+        None  # "host:port": the Request-URI target ([remote_ip]:[remote_port]); uac only
+    )
     transport: Transport = "u1"
     rate: float | None = None  # -r calls per -rp period (default: 1 s)
     rate_period_ms: int | None = None  # -rp
@@ -192,9 +205,13 @@ class SippAgent:
     call_limit: int | None = None  # -l: max simultaneous calls
     rsa: str | None = None  # -rsa host:port: send everything there (the proxy) instead of to remote
     keys: Mapping[str, str] = field(default_factory=dict)  # -key name value -> [name]
-    sets: Mapping[str, str] = field(default_factory=dict)  # -set name value -> [$name] (needs <Global>)
+    sets: Mapping[str, str] = field(
+        default_factory=dict
+    )  # -set name value -> [$name] (needs <Global>)
     inf: str | os.PathLike[str] | None = None  # -inf CSV injection file -> [field0]...
-    service: str | None = None  # -s: user part of the Request-URI ([service]); also the auth username
+    service: str | None = (
+        None  # -s: user part of the Request-URI ([service]); also the auth username
+    )
     auth_username: str | None = None  # -au
     auth_password: str | None = None  # -ap
     media_ip: str | None = None  # -mi (default: local_ip)
@@ -249,19 +266,39 @@ def build_command(agent: SippAgent, workdir: str | os.PathLike[str]) -> list[str
     timeout_s = max(1, int(agent.timeout + 0.999))
     cmd = [
         SIPP_BIN,
-        "-sf", str(scenario_path(agent.scenario)),
-        "-i", agent.local_ip,
-        "-p", str(agent.local_port),
-        "-mi", agent.media_ip or agent.local_ip,
-        "-mp", str(agent.media_port),
-        "-t", agent.transport,
+        "-sf",
+        str(scenario_path(agent.scenario)),
+        "-i",
+        agent.local_ip,
+        "-p",
+        str(agent.local_port),
+        "-mi",
+        agent.media_ip or agent.local_ip,
+        "-mp",
+        str(agent.media_port),
+        "-t",
+        agent.transport,
         "-nostdin",
-        "-trace_err", "-error_file", str(f.errors),
-        "-trace_msg", "-message_file", str(f.messages),
-        "-trace_stat", "-stf", str(f.stats), "-fd", "1",
-        "-trace_logs", "-log_file", str(f.log),
-        "-trace_screen", "-screen_file", str(f.screen),
-        "-timeout", f"{timeout_s}s", "-timeout_error",
+        "-trace_err",
+        "-error_file",
+        str(f.errors),
+        "-trace_msg",
+        "-message_file",
+        str(f.messages),
+        "-trace_stat",
+        "-stf",
+        str(f.stats),
+        "-fd",
+        "1",
+        "-trace_logs",
+        "-log_file",
+        str(f.log),
+        "-trace_screen",
+        "-screen_file",
+        str(f.screen),
+        "-timeout",
+        f"{timeout_s}s",
+        "-timeout_error",
     ]
     if agent.calls is not None:
         cmd += ["-m", str(agent.calls)]
@@ -294,7 +331,8 @@ def build_command(agent: SippAgent, workdir: str | os.PathLike[str]) -> list[str
     return cmd
 
 
-# --------------------------------------------------------------------------------------------- results
+# ----------------------------------------------------------------------------------------- results
+
 
 def _int(v: str | None) -> int | None:
     try:
@@ -366,12 +404,13 @@ class SippResult:
 
     def summary(self) -> str:
         return (
-            f"{self.agent.label}: rc={self.returncode} ({self.exit_meaning}) in {self.duration:.2f}s, "
-            f"success={self.successful_calls} failed={self.failed_calls} retrans={self.retransmissions}"
+            f"{self.agent.label}: rc={self.returncode} ({self.exit_meaning}) "
+            f"in {self.duration:.2f}s, success={self.successful_calls} "
+            f"failed={self.failed_calls} retrans={self.retransmissions}"
         )
 
     def dump(self, max_chars: int = 6000) -> str:
-        """Human-readable diagnostics: command, exit, errors, screen, stdout tail, message trace tail."""
+        """Diagnostics: command, exit, errors, actions log, screen, stdout, message trace."""
         parts = [
             f"===== SIPp {self.agent.label} =====",
             self.summary(),
@@ -390,7 +429,11 @@ class SippResult:
 
 
 def _shell_quote(s: str) -> str:
-    return s if s and all(c.isalnum() or c in "-_./:=@,+" for c in s) else "'" + s.replace("'", "'\\''") + "'"
+    return (
+        s
+        if s and all(c.isalnum() or c in "-_./:=@,+" for c in s)
+        else "'" + s.replace("'", "'\\''") + "'"
+    )
 
 
 @dataclass
@@ -410,13 +453,20 @@ class PairResult:
             raise AssertionError(f"{self.uac.summary()}\n{self.uas.summary()}\n\n{self.dump()}")
 
 
-# --------------------------------------------------------------------------------------------- processes
+# --------------------------------------------------------------------------------------- processes
+
 
 class SippProcess:
     """A running SIPp (see start()). Always end it with wait() or stop()."""
 
-    def __init__(self, agent: SippAgent, cmd: list[str], files: SippFiles, popen: subprocess.Popen[bytes],
-                 stdout_fh: object) -> None:
+    def __init__(
+        self,
+        agent: SippAgent,
+        cmd: list[str],
+        files: SippFiles,
+        popen: subprocess.Popen[bytes],
+        stdout_fh: object,
+    ) -> None:
         self.agent = agent
         self.cmd = cmd
         self.files = files
@@ -503,8 +553,14 @@ def start(agent: SippAgent, workdir: str | os.PathLike[str]) -> SippProcess:
             p.unlink()
     fh = open(files.stdout, "wb")  # noqa: SIM115 - closed in wait()
     try:
-        popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                                 cwd=workdir, start_new_session=True)
+        popen = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            start_new_session=True,
+        )
     except BaseException:
         fh.close()
         raise
@@ -515,7 +571,9 @@ def wait(proc: SippProcess, timeout: float | None = None) -> SippResult:
     return proc.wait(timeout)
 
 
-def run(agent: SippAgent, workdir: str | os.PathLike[str], timeout: float | None = None) -> SippResult:
+def run(
+    agent: SippAgent, workdir: str | os.PathLike[str], timeout: float | None = None
+) -> SippResult:
     """Start one SIPp and wait for it (bounded)."""
     proc = start(agent, workdir)
     try:
@@ -524,16 +582,21 @@ def run(agent: SippAgent, workdir: str | os.PathLike[str], timeout: float | None
         proc.stop()
 
 
-def run_pair(uas: SippAgent, uac: SippAgent, workdir: str | os.PathLike[str], *,
-             ready_timeout: float = 5.0, uas_grace: float = 5.0,
-             between: Iterable[SippProcess] = ()) -> PairResult:
+def run_pair(
+    uas: SippAgent,
+    uac: SippAgent,
+    workdir: str | os.PathLike[str],
+    *,
+    ready_timeout: float = 5.0,
+    uas_grace: float = 5.0,
+) -> PairResult:
     """Start ``uas``, wait until its port is bound, run ``uac`` to completion, then collect ``uas``.
 
     The UAS gets ``uas_grace`` seconds after the UAC ended to finish by itself (-m reached,
     timewait elapsed) before it is killed. Both are always stopped on the way out.
-    ``between`` is ignored; it exists so callers can document extra processes they manage.
+    Raises AssertionError (with the UAS's logs) if the UAS exits before binding its port
+    (scenario error, missing -key, port in use); the UAC is then not started.
     """
-    del between
     uas.role = "uas"
     uac.role = "uac"
     workdir = Path(workdir)

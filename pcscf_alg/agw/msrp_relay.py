@@ -554,19 +554,18 @@ class MsrpStream:
         if self.closed:
             leg.close()
             return
-        if leg is self.access or leg is self.core:
-            if leg.up:
-                log.info(
-                    "msrp %s/%d: %s leg closed (%s %s)",
-                    self.context_id,
-                    self.index,
-                    leg.side.value,
-                    reason,
-                    detail,
-                )
-                self._emit(MsrpClosed(self.context_id, self.index, leg.side, reason))
-                self._reset()
-                return
+        if (leg is self.access or leg is self.core) and leg.up:
+            log.info(
+                "msrp %s/%d: %s leg closed (%s %s)",
+                self.context_id,
+                self.index,
+                leg.side.value,
+                reason,
+                detail,
+            )
+            self._emit(MsrpClosed(self.context_id, self.index, leg.side, reason))
+            self._reset()
+            return
         if not leg.up and leg.started and leg.engine is not None:
             self._emit(TlsFailed(self.context_id, self.index, "handshake", leg.side))
         leg.close()

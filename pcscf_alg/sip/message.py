@@ -406,6 +406,15 @@ _NA_TOKENS_RE = re.compile(r"[ \t]*(?:" + _TOKEN + r"[ \t]*)*<[^<>]*>")
 _SINGLE = frozenset({"call-id", "cseq", "from", "to", "max-forwards", "content-length"})
 _LOOKED_AT = _SINGLE | {"via"}
 _REQUIRED = ("via", "from", "to", "call-id", "cseq")
+_DISPLAY = {
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "from": "From",
+    "to": "To",
+    "max-forwards": "Max-Forwards",
+    "content-length": "Content-Length",
+    "via": "Via",
+}
 
 # Header name as received -> canonical key, for names already validated as tokens. Bounded so
 # that a peer inventing names cannot grow it without limit (past the bound names are checked
@@ -546,7 +555,7 @@ def _parse_fields(
             if key not in found:
                 found[key] = f
             elif key in _SINGLE:
-                raise SipParseError(f"Duplicate {key.title()} header")
+                raise SipParseError(f"Duplicate {_DISPLAY[key]} header")
     return fields, raw, found
 
 
@@ -577,7 +586,7 @@ def _validate(msg: SipMessage, found: dict[str, list[str]]) -> None:
     `_LOOKED_AT` to its first field; duplicates of `_SINGLE` names were refused already."""
     for key in _REQUIRED:
         if key not in found:
-            raise SipParseError(f"Missing {key.title()} header")
+            raise SipParseError(f"Missing {_DISPLAY[key]} header")
     if not found["call-id"][2]:
         raise SipParseError("Empty Call-ID")
     parts = found["cseq"][2].split()

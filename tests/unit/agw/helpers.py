@@ -97,9 +97,20 @@ class UdpPeer:
         self.sock.sendto(data, addr)
 
     async def recv(self, timeout: float = 2.0) -> tuple[bytes, tuple[str, int]]:
+        # add_reader rather than loop.sock_recvfrom, which uvloop does not implement.
+        try:
+            return self.sock.recvfrom(4096)  # type: ignore[no-any-return]
+        except BlockingIOError:
+            pass
         loop = asyncio.get_running_loop()
-        data, addr = await asyncio.wait_for(loop.sock_recvfrom(self.sock, 4096), timeout)
-        return data, addr
+        fut: asyncio.Future[None] = loop.create_future()
+        fd = self.sock.fileno()
+        loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        finally:
+            loop.remove_reader(fd)
+        return self.sock.recvfrom(4096)  # type: ignore[no-any-return]
 
     async def nothing(self, wait: float = 0.3) -> bool:
         """True if nothing arrives within `wait` seconds."""

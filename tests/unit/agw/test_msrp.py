@@ -23,9 +23,13 @@ UP, DOWN = path_maps(UE, AGW_A, CORE, AGW_C)
 
 def send(tid: str, to: str, frm: str, body: bytes, flag: str = "$") -> bytes:
     return (
-        f"MSRP {tid} SEND\r\nTo-Path: {to}\r\nFrom-Path: {frm}\r\nMessage-ID: m1\r\n"
-        f"Byte-Range: 1-{len(body)}/{len(body)}\r\nContent-Type: text/plain\r\n\r\n"
-    ).encode() + body + f"\r\n-------{tid}{flag}\r\n".encode()
+        (
+            f"MSRP {tid} SEND\r\nTo-Path: {to}\r\nFrom-Path: {frm}\r\nMessage-ID: m1\r\n"
+            f"Byte-Range: 1-{len(body)}/{len(body)}\r\nContent-Type: text/plain\r\n\r\n"
+        ).encode()
+        + body
+        + f"\r\n-------{tid}{flag}\r\n".encode()
+    )
 
 
 def response(tid: str, to: str, frm: str) -> bytes:
@@ -33,7 +37,9 @@ def response(tid: str, to: str, frm: str) -> bytes:
 
 
 def test_uri_key_rfc4975_comparison() -> None:
-    assert uri_key("MSRPS://Host.Example:50000/abc;TCP") == uri_key("msrps://host.example:50000/abc;tcp")
+    assert uri_key("MSRPS://Host.Example:50000/abc;TCP") == uri_key(
+        "msrps://host.example:50000/abc;tcp"
+    )
     assert uri_key("msrp://h/abc;tcp") == uri_key("msrp://user@h:2855/abc;tcp;x=1")
     assert uri_key("msrp://h:1/abc;tcp") != uri_key("msrp://h:1/ABC;tcp")  # session-id is exact
     assert uri_key("msrp://h:1/abc;tcp") != uri_key("msrps://h:1/abc;tcp")  # scheme matters
@@ -61,12 +67,18 @@ def test_unknown_uris_and_other_headers_untouched() -> None:
 
 def test_chunked_transaction_and_continuation_flags() -> None:
     rw = MsrpRewriter(UP)
-    msgs = [send("c001", AGW_A, UE, b"part1", "+"), send("c002", AGW_A, UE, b"part2", "$"),
-            send("c003", AGW_A, UE, b"", "#")]
+    msgs = [
+        send("c001", AGW_A, UE, b"part1", "+"),
+        send("c002", AGW_A, UE, b"part2", "$"),
+        send("c003", AGW_A, UE, b"", "#"),
+    ]
     out = rw.feed(b"".join(msgs))
     assert out == b"".join(
-        [send("c001", CORE, AGW_C, b"part1", "+"), send("c002", CORE, AGW_C, b"part2", "$"),
-         send("c003", CORE, AGW_C, b"", "#")]
+        [
+            send("c001", CORE, AGW_C, b"part1", "+"),
+            send("c002", CORE, AGW_C, b"part2", "$"),
+            send("c003", CORE, AGW_C, b"", "#"),
+        ]
     )
     assert rw.messages == 3
 
@@ -98,8 +110,10 @@ def test_large_body_is_not_buffered() -> None:
 @given(st.lists(st.integers(min_value=0, max_value=10_000), max_size=12), st.binary(max_size=300))
 def test_any_split_gives_same_bytes(cuts: list[int], body: bytes) -> None:
     body = body.replace(b"-------", b"")  # RFC 4975 §7.1: the sender keeps its end-line out
-    stream = send("s1x9", AGW_A, UE, body, "+") + response("r2y8", AGW_A, UE) + send(
-        "s3z7", AGW_A, UE, body[::-1]
+    stream = (
+        send("s1x9", AGW_A, UE, body, "+")
+        + response("r2y8", AGW_A, UE)
+        + send("s3z7", AGW_A, UE, body[::-1])
     )
     expected = MsrpRewriter(UP).feed(stream)
     rw = MsrpRewriter(UP)

@@ -90,8 +90,8 @@ async def rtp_call(
     ue, ue_rtcp, core, core_rtcp = peers
     try:
         [res] = await gw.reserve(
-            "c1", [StreamRequest(0, MediaKind.RTP, access_rtcp_mux=access_mux,
-                                 core_rtcp_mux=core_mux)]
+            "c1",
+            [StreamRequest(0, MediaKind.RTP, access_rtcp_mux=access_mux, core_rtcp_mux=core_mux)],
         )
         k_rx = k_rx or srtp_key(suite)
         k_tx = srtp_key(suite)
@@ -108,8 +108,20 @@ async def rtp_call(
             tx_key=k_tx if e2ae else None,
         )
         await gw.configure("c1", MediaPlan((plan,)))
-        yield Call(gw, events, res, plan, ue, ue_rtcp, core, core_rtcp, k_rx, k_tx,
-                   session(k_rx, True), session(k_tx, False))
+        yield Call(
+            gw,
+            events,
+            res,
+            plan,
+            ue,
+            ue_rtcp,
+            core,
+            core_rtcp,
+            k_rx,
+            k_tx,
+            session(k_rx, True),
+            session(k_tx, False),
+        )
     finally:
         await gw.close()
         for p in peers:

@@ -1,0 +1,489 @@
+"""SRTP->RTP relay benchmark: packets/s per core, loss, added latency.
+
+Many 50 packets/s streams (20 ms voice packetisation, 172-byte RTP packets = 12 header + 160
+G.711 payload, as in shared/baselines/README.md) are sent by a load generator to the relay, which
+runs in its own process; the generator receives what comes out on the core side. Every mode
+runs in the same invocation so the figures compare on the same (noisy, shared) machine:
+
+  direct      generator -> receiver, no relay: the generator's own latency/loss floor
+  rtp         our relay in pass-through mode (RTP->RTP, no crypto), uvloop
+  srtp        our relay, SRTP->RTP with libsrtp (e2ae UE->core direction), uvloop
+  srtp-stock  the same on the stock asyncio loop
+  rtp-srtp    our relay, RTP->SRTP (core->UE direction: protect), uvloop
+  rtpengine   rtpengine (userspace) doing SDES SRTP->RTP, if installed
+
+Capacity is CPU per packet in the relay process (user+sys time over the measured window),
+expressed as packets/s per core: the load does not need to saturate the relay. Latency is
+receive time minus send time (CLOCK_MONOTONIC, same host), reported as percentiles of the
+relay mode and as "added" = relay percentile minus the direct percentile.
+
+    .venv/bin/python bench/bench_srtp_relay.py --streams 400 --seconds 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import resource
+import secrets
+import select
+import shutil
+import socket
+import struct
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pylibsrtp  # noqa: E402
+
+from pcscf_alg.agw import InProcessGateway  # noqa: E402
+from pcscf_alg.agw.config import AgwConfig  # noqa: E402
+from pcscf_alg.mediaplan import (  # noqa: E402
+    Endpoint,
+    MediaKind,
+    MediaPlan,
+    SrtpKey,
+    StreamMode,
+    StreamPlan,
+    StreamRequest,
+)
+
+HOST = "127.0.0.1"
+SUITE = "AES_CM_128_HMAC_SHA1_80"
+PAYLOAD = 160
+PTIME = 0.020
+
+
+# ----------------------------------------------------------------------------- relay process
+
+
+def relay_main(conn: Connection, mode: str, streams: int, ports: tuple[int, int], keys: list[
+        tuple[bytes, bytes]], gen: tuple[int, int]) -> None:
+    use_uvloop = mode != "srtp-stock"
+    if use_uvloop:
+        import uvloop
+
+        uvloop.install()
+    asyncio.run(_relay(conn, mode, streams, ports, keys, gen))
+
+
+async def _relay(conn: Connection, mode: str, streams: int, ports: tuple[int, int],
+                 keys: list[tuple[bytes, bytes]], gen: tuple[int, int]) -> None:
+    cfg = AgwConfig(rtp_ports=ports, msrp_ports=(ports[1] + 1, ports[1] + 2),
+                    cert_dir=Path(tempfile.mkdtemp(prefix="agw-bench-")), media_timeout_s=3600)
+    gw = InProcessGateway(cfg)
+    await gw.start()
+    ue_port, core_port = gen
+    access_ports, core_ports = [], []
+    e2ae = mode != "rtp"
+    for i in range(streams):
+        cid = f"b{i}"
+        [res] = await gw.reserve(cid, [StreamRequest(0, MediaKind.RTP)])
+        rx, tx = keys[i]
+        plan = StreamPlan(
+            0, MediaKind.RTP, StreamMode.E2AE if e2ae else StreamMode.PASS,
+            ue_remote=Endpoint(HOST, ue_port), core_remote=Endpoint(HOST, core_port),
+            rx_key=SrtpKey(SUITE, rx) if e2ae else None,
+            tx_key=SrtpKey(SUITE, tx) if e2ae else None,
+        )
+        await gw.configure(cid, MediaPlan((plan,)))
+        access_ports.append(res.access.port)
+        core_ports.append(res.core.port)
+    conn.send((access_ports, core_ports))
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    mark: dict[str, Any] = {}
+
+    def on_cmd() -> None:
+        cmd = conn.recv()
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = ru.ru_utime + ru.ru_stime
+        stats = gw.stats()
+        relayed = sum(s.to_core_packets + s.to_ue_packets for s in stats)
+        fails = sum(s.auth_failures + s.dropped for s in stats)
+        if cmd == "start":
+            mark.update(cpu=cpu, relayed=relayed, fails=fails)
+        elif cmd == "stop":
+            conn.send({"cpu": cpu - mark["cpu"], "relayed": relayed - mark["relayed"],
+                       "fails": fails - mark["fails"]})
+            done.set_result(None)
+
+    loop.add_reader(conn.fileno(), on_cmd)
+    await done
+    loop.remove_reader(conn.fileno())
+    await gw.close()
+
+
+# ----------------------------------------------------------------------------- rtpengine
+
+
+def _bencode(x: Any) -> bytes:
+    if isinstance(x, int):
+        return b"i%de" % x
+    if isinstance(x, str):
+        x = x.encode()
+    if isinstance(x, bytes):
+        return b"%d:%s" % (len(x), x)
+    if isinstance(x, list):
+        return b"l" + b"".join(_bencode(i) for i in x) + b"e"
+    if isinstance(x, dict):
+        return b"d" + b"".join(_bencode(k) + _bencode(v) for k, v in sorted(x.items())) + b"e"
+    raise TypeError(x)
+
+
+def _bdecode(b: bytes, i: int = 0) -> tuple[Any, int]:
+    c = b[i : i + 1]
+    if c == b"i":
+        j = b.index(b"e", i)
+        return int(b[i + 1 : j]), j + 1
+    if c in (b"l", b"d"):
+        i += 1
+        items = []
+        while b[i : i + 1] != b"e":
+            v, i = _bdecode(b, i)
+            items.append(v)
+        if c == b"l":
+            return items, i + 1
+        return {items[k].decode(): items[k + 1] for k in range(0, len(items), 2)}, i + 1
+    j = b.index(b":", i)
+    n = int(b[i:j])
+    return b[j + 1 : j + 1 + n], j + 1 + n
+
+
+class RtpEngine:
+    """rtpengine in userspace (no kernel forwarding), driven over its ng control protocol."""
+
+    def __init__(self, ports: tuple[int, int]) -> None:
+        self.ng = ("127.0.0.1", 22299)
+        exe = shutil.which("rtpengine")
+        assert exe
+        self.proc = __import__("subprocess").Popen(
+            [exe, "--foreground", "--interface=127.0.0.1", f"--listen-ng={self.ng[0]}:{self.ng[1]}",
+             "--table=-1", "--no-fallback", f"--port-min={ports[0]}", f"--port-max={ports[1]}",
+             "--log-stderr", "--log-level=3", "--num-threads=1", "--delete-delay=0",
+             "--timeout=3600", "--silent-timeout=3600"],
+            stdout=__import__("subprocess").DEVNULL, stderr=__import__("subprocess").DEVNULL,
+        )
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(2)
+        for _ in range(50):
+            try:
+                self.cmd({"command": "ping"})
+                break
+            except OSError:
+                time.sleep(0.1)
+
+    def cmd(self, d: dict[str, Any]) -> dict[str, Any]:
+        cookie = secrets.token_hex(4).encode()
+        self.sock.sendto(cookie + b" " + _bencode(d), self.ng)
+        data, _ = self.sock.recvfrom(65536)
+        return _bdecode(data.split(b" ", 1)[1])[0]  # type: ignore[no-any-return]
+
+    def add_stream(self, i: int, rx_key: bytes, ue_port: int, core_port: int) -> tuple[int, int]:
+        import base64
+        import re
+
+        call, ft, tt = f"call{i}", f"ue{i}", f"core{i}"
+        k = base64.b64encode(rx_key).decode()
+        offer = (f"v=0\r\no=- {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                 f"m=audio {ue_port} RTP/SAVP 0\r\na=crypto:1 {SUITE} inline:{k}\r\n"
+                 "a=sendrecv\r\na=rtcp-mux\r\n")
+        r = self.cmd({"command": "offer", "call-id": call, "from-tag": ft, "sdp": offer,
+                      "transport-protocol": "RTP/AVP", "flags": ["asymmetric"],
+                      "ICE": "remove", "rtcp-mux": ["demux"], "replace": ["origin"]})
+        assert r.get("result") == b"ok", r
+        # The offer's rewritten SDP goes to the answerer: it names rtpengine's core-side port.
+        core_side = int(re.search(rb"m=audio (\d+)", r["sdp"]).group(1))  # type: ignore[union-attr]
+        answer = (f"v=0\r\no=- {i} 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                  f"m=audio {core_port} RTP/AVP 0\r\na=sendrecv\r\n")
+        r = self.cmd({"command": "answer", "call-id": call, "from-tag": ft, "to-tag": tt,
+                      "sdp": answer, "ICE": "remove", "replace": ["origin"]})
+        assert r.get("result") == b"ok", r
+        # The answer's rewritten SDP goes back to the UE: rtpengine's access-side port.
+        access = int(re.search(rb"m=audio (\d+)", r["sdp"]).group(1))  # type: ignore[union-attr]
+        return access, core_side
+
+    def cpu(self) -> float:
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(3)
+        except Exception:
+            self.proc.kill()
+        self.sock.close()
+
+
+# ----------------------------------------------------------------------------- generator
+
+
+@dataclass
+class Result:
+    mode: str
+    sent: int
+    received: int
+    cpu_s: float | None
+    relayed: int | None
+    fails: int | None
+    lat_us: list[float]  # sorted
+
+    def pct(self, p: float) -> float:
+        if not self.lat_us:
+            return float("nan")
+        return self.lat_us[min(len(self.lat_us) - 1, int(p / 100 * len(self.lat_us)))]
+
+    @property
+    def loss(self) -> float:
+        return 1 - self.received / self.sent if self.sent else float("nan")
+
+    @property
+    def pps_per_core(self) -> float | None:
+        if self.cpu_s is None or not self.relayed or self.cpu_s <= 0:
+            return None
+        return self.relayed / self.cpu_s
+
+
+def build_packets(streams: int, count: int, keys: list[tuple[bytes, bytes]] | None,
+                  direction_up: bool) -> list[list[bytes]]:
+    out = []
+    for s in range(streams):
+        sess = None
+        if keys is not None:
+            key = keys[s][0] if direction_up else None
+            if key is not None:
+                sess = pylibsrtp.Session(pylibsrtp.Policy(
+                    key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+        pk = []
+        for i in range(count):
+            p = struct.pack("!BBHII", 0x80, 0, i & 0xFFFF, i * 160, s + 1) + bytes(PAYLOAD)
+            pk.append(sess.protect(p) if sess is not None else p)
+        out.append(pk)
+    return out
+
+
+def generate(packets: list[list[bytes]], dests: list[tuple[str, int]], send_sock: socket.socket,
+             recv_sock: socket.socket, warmup: float, seconds: float,
+             on_start: Any, on_stop: Any) -> tuple[int, int, list[float]]:
+    streams = len(packets)
+    count = len(packets[0])
+    sent_at = [[0] * count for _ in range(streams)]
+    lat: list[float] = []
+    sent = received = 0
+    t0 = time.monotonic() + 0.2
+    started = stopped = False
+    end = t0 + warmup + seconds
+    offsets = [s * PTIME / streams for s in range(streams)]
+    nxt = [0] * streams
+    recv = recv_sock.recvfrom
+    buf_unpack = struct.unpack_from
+    sendto = send_sock.sendto
+    mono_ns = time.monotonic_ns
+    poller = select.epoll()
+    poller.register(recv_sock.fileno(), select.EPOLLIN)
+    s_cursor = 0  # streams are sent in phase order: a moving cursor over a sorted schedule
+    while True:
+        now = time.monotonic()
+        if not started and now >= t0 + warmup:
+            on_start()
+            started = True
+            sent = received = 0
+            lat.clear()
+        if now >= end:
+            break
+        # Send everything due.
+        while True:
+            s = s_cursor
+            i = nxt[s]
+            due = t0 + offsets[s] + i * PTIME
+            if due > now or i >= count:
+                break
+            sendto(packets[s][i], dests[s])
+            sent_at[s][i] = mono_ns()
+            nxt[s] = i + 1
+            s_cursor = (s + 1) % streams
+            if started:
+                sent += 1
+        # Drain what came back.
+        while True:
+            try:
+                data, _ = recv(2048)
+            except BlockingIOError:
+                break
+            t = mono_ns()
+            seq, = buf_unpack("!H", data, 2)
+            ssrc, = buf_unpack("!I", data, 8)
+            s = ssrc - 1
+            if started and 0 <= s < streams:
+                ts = sent_at[s][seq]
+                if ts:
+                    received += 1
+                    lat.append((t - ts) / 1000)
+        poller.poll(0.0005)
+    on_stop()
+    # Late packets still in flight count as received if they arrive within 200 ms.
+    deadline = time.monotonic() + 0.2
+    while time.monotonic() < deadline:
+        try:
+            data, _ = recv(2048)
+        except BlockingIOError:
+            time.sleep(0.005)
+            continue
+        t = mono_ns()
+        seq, = buf_unpack("!H", data, 2)
+        ssrc, = buf_unpack("!I", data, 8)
+        s = ssrc - 1
+        if 0 <= s < streams and sent_at[s][seq]:
+            received += 1
+            lat.append((t - sent_at[s][seq]) / 1000)
+    poller.close()
+    received = min(received, sent)
+    return sent, received, sorted(lat)
+
+
+def udp(port: int = 0) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024 * 1024)
+    s.bind((HOST, port))
+    s.setblocking(False)
+    return s
+
+
+def run_mode(mode: str, streams: int, warmup: float, seconds: float, port_base: int) -> Result:
+    count = int((warmup + seconds + 1) / PTIME) + 10
+    keys = [(secrets.token_bytes(30), secrets.token_bytes(30)) for _ in range(streams)]
+    ue, core = udp(), udp()
+    try:
+        ports = (port_base, port_base + 4 * streams + 100)
+        up = mode != "rtp-srtp"
+        cpu_mark: dict[str, float] = {}
+        if mode == "direct":
+            pk = build_packets(streams, count, None, True)
+            sent, got, lat = generate(pk, [core.getsockname()] * streams, ue, core, warmup,
+                                      seconds, lambda: None, lambda: None)
+            return Result(mode, sent, got, None, None, None, lat)
+        if mode == "rtpengine":
+            eng = RtpEngine(ports)
+            try:
+                access = [eng.add_stream(i, keys[i][0], ue.getsockname()[1],
+                                         core.getsockname()[1])[0] for i in range(streams)]
+                pk = build_packets(streams, count, keys, True)
+                res: dict[str, Any] = {}
+
+                def start() -> None:
+                    cpu_mark["cpu"] = eng.cpu()
+
+                def stop() -> None:
+                    res["cpu"] = eng.cpu() - cpu_mark["cpu"]
+
+                sent, got, lat = generate(pk, [(HOST, p) for p in access], ue, core, warmup,
+                                          seconds, start, stop)
+                return Result(mode, sent, got, res["cpu"], got, None, lat)
+            finally:
+                eng.close()
+        parent, child = mp.Pipe()
+        proc = mp.get_context("spawn").Process(
+            target=relay_main,
+            args=(child, mode, streams, ports, keys,
+                  (ue.getsockname()[1], core.getsockname()[1])),
+        )
+        proc.start()
+        try:
+            if not parent.poll(60):
+                raise RuntimeError("relay did not start")
+            access_ports, core_ports = parent.recv()
+            if up:
+                pk = build_packets(streams, count, keys, True)
+                dests = [(HOST, p) for p in access_ports]
+                src, dst = ue, core
+            else:
+                pk = build_packets(streams, count, None, False)
+                dests = [(HOST, p) for p in core_ports]
+                src, dst = core, ue
+                # The UE side must be known: the relay sends to the UE's SDP address (ue).
+            out: dict[str, Any] = {}
+
+            def stop() -> None:
+                parent.send("stop")
+                out.update(parent.recv())
+
+            sent, got, lat = generate(pk, dests, src, dst, warmup, seconds,
+                                      lambda: parent.send("start"), stop)
+            if not up:
+                # Received packets are SRTP: seq/SSRC are in the clear header, so the
+                # generator's bookkeeping works unchanged.
+                pass
+            return Result(mode, sent, got, out["cpu"], out["relayed"], out["fails"], lat)
+        finally:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+    finally:
+        ue.close()
+        core.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--streams", type=int, default=400)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--modes", default="direct,rtp,srtp,srtp-stock,rtp-srtp,rtpengine")
+    ap.add_argument("--port-base", type=int, default=32000)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    modes = args.modes.split(",")
+    if "rtpengine" in modes and shutil.which("rtpengine") is None:
+        print("# rtpengine not installed: skipping that mode", file=sys.stderr)
+        modes.remove("rtpengine")
+    results = {}
+    for m in modes:
+        results[m] = run_mode(m, args.streams, args.warmup, args.seconds, args.port_base)
+        r = results[m]
+        print(f"# {m}: sent {r.sent} received {r.received} cpu {r.cpu_s}", file=sys.stderr)
+    report(results, args)
+
+
+def report(results: dict[str, Result], args: argparse.Namespace) -> None:
+    direct = results.get("direct")
+    base = results.get("rtp")
+    offered = args.streams * 50
+    print(f"offered load: {args.streams} streams x 50 pps = {offered} pps, "
+          f"{args.seconds:.0f} s measured, loop-back, {os.cpu_count()} CPUs")
+    print()
+    print("| mode | pkts/s per core | vs rtp relay | loss | p50 µs | p99 µs | p99.9 µs "
+          "| added p50 µs | added p99 µs |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rows = {}
+    for m, r in results.items():
+        ppc = r.pps_per_core
+        ratio = (ppc / base.pps_per_core) if ppc and base and base.pps_per_core else None
+        add50 = r.pct(50) - direct.pct(50) if direct and m != "direct" else None
+        add99 = r.pct(99) - direct.pct(99) if direct and m != "direct" else None
+        rows[m] = {"pps_per_core": ppc, "ratio_vs_rtp": ratio, "loss": r.loss,
+                   "p50": r.pct(50), "p99": r.pct(99), "p999": r.pct(99.9),
+                   "added_p50": add50, "added_p99": add99, "fails": r.fails}
+
+        def f(x: float | None, spec: str = ",.0f") -> str:
+            return "—" if x is None else format(x, spec)
+
+        print(f"| {m} | {f(ppc)} | {f(ratio, '.2f')} | {r.loss:.3%} | {f(r.pct(50))} | "
+              f"{f(r.pct(99))} | {f(r.pct(99.9))} | {f(add50)} | {f(add99)} |")
+    if args.json:
+        print(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,626 @@
+"""The call layer of the IMS-ALG: every SDP offer/answer, wherever it travels, through the e2ae
+engine and the IMS-AGW (TS 33.328 7.2.1 and 7.3.1, spec README §3.3).
+
+- Which procedure applies follows the side the *offer* arrives from: from access = originating
+  (7.2.1), from core = terminating (7.3.1), whatever the carrier: INVITE/2xx/ACK (late offer),
+  reliable 18x/PRACK, UPDATE, re-INVITE.
+- The gateway is reserved before an offer is forwarded (its addresses go into the offer), and
+  configured from the answer's media plan. Gateway operations of one call run in order.
+- Forking: each early dialog (callee tag) gets its own answer rewrite and state; the gateway
+  context is shared and follows the latest answer, and collapses to the confirmed dialog.
+- Every ending releases the gateway context: BYE either way, CANCEL, final errors, 488,
+  transaction timeouts, gateway events (TLS failure, media timeout: BYE both ways), expiry of the
+  UE's registration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from pcscf_alg import e2ae
+from pcscf_alg.agw.api import AccessGateway, AgwEvent, MediaTimeout, TlsFailed
+from pcscf_alg.dialogs import (
+    Call,
+    Dialog,
+    PendingOffer,
+    Phase,
+    build_bye,
+    callee_tag_of,
+    learn_from_response,
+)
+from pcscf_alg.e2ae import AnswerResult, E2aeFlags, OfferPlan, OfferState
+from pcscf_alg.errors import GatewayError, SdpError
+from pcscf_alg.mediaplan import Direction, MediaPlan, Side
+from pcscf_alg.policy.base import Policy
+from pcscf_alg.registration import Binding, Flow
+from pcscf_alg.sip.headers import NameAddr, header_tag
+from pcscf_alg.sip.message import SipMessage
+
+if TYPE_CHECKING:
+    from pcscf_alg.alg import Pcscf, ProxyCtx
+    from pcscf_alg.app import App
+
+log = logging.getLogger(__name__)
+
+Rng = Callable[[int], bytes]
+
+
+def _sdp_body(msg: SipMessage) -> bytes | None:
+    """The SDP body of a message, or None (no body, or not application/sdp)."""
+    if not msg.body:
+        return None
+    ctype = (msg.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    return msg.body if ctype == "application/sdp" else None
+
+
+def _set_body(msg: SipMessage, body: bytes) -> None:
+    msg.body = body
+    msg.invalidate()
+
+
+@dataclasses.dataclass
+class CallCounters:
+    offers: int = 0
+    answers: int = 0
+    rejected_488: int = 0
+    released: int = 0
+    teardown_bye: int = 0
+    e2ae_streams: int = 0
+    gateway_events: int = 0
+
+
+class CallManager:
+    """Hooks the proxy calls (see `alg.Pcscf`): each returns True to forward now, False when it
+    answered itself or will forward once the gateway has done its part."""
+
+    def __init__(
+        self,
+        pcscf: Pcscf,
+        gateway: AccessGateway,
+        policy: Policy,
+        kick: Callable[[], None],
+        *,
+        rng: Rng = secrets.token_bytes,
+        anchor_all: bool = False,
+    ) -> None:
+        self.pcscf = pcscf
+        self.gateway = gateway
+        self.policy = policy
+        self.kick = kick
+        self.rng = rng
+        self.anchor_all = anchor_all
+        self.calls: dict[str, Call] = {}
+        self.by_context: dict[str, Call] = {}
+        self.counters = CallCounters()
+        self._chains: dict[str, asyncio.Future[Any]] = {}
+        gateway.set_event_handler(self.on_gateway_event)
+
+    # ------------------------------------------------------------------ gateway sequencing
+    def _run(self, call: Call, op: Callable[[], Awaitable[None]]) -> None:
+        """Run a gateway operation after the call's previous ones (reserve before configure...)."""
+        prev = self._chains.get(call.context_id)
+
+        async def runner() -> None:
+            if prev is not None and not prev.done():
+                try:
+                    await prev
+                except Exception:  # already logged by its own runner
+                    pass
+            try:
+                await op()
+            except Exception:
+                log.exception("call %s: gateway operation failed", call.call_id)
+            finally:
+                self.kick()
+
+        fut = asyncio.ensure_future(runner())
+        self._chains[call.context_id] = fut
+        fut.add_done_callback(lambda f, cid=call.context_id: self._chain_done(cid, f))
+
+    def _chain_done(self, context_id: str, fut: asyncio.Future[Any]) -> None:
+        if self._chains.get(context_id) is fut:
+            del self._chains[context_id]
+
+    # ------------------------------------------------------------------ identity and flags
+    def _flags_for(self, binding: Binding | None) -> E2aeFlags:
+        if binding is None:
+            return e2ae.NO_E2AE
+        f = binding.flags
+        return E2aeFlags(f.ue_rtp, f.ue_msrp, f.net_rtp, f.net_msrp)
+
+    def _new_call(self, ctx: ProxyCtx, msg: SipMessage) -> Call:
+        binding: Binding | None
+        if ctx.in_side is Side.ACCESS:
+            peer = ctx.server.peer
+            try:
+                binding = self.pcscf.reg.by_flow(Flow(peer.transport, peer.host, peer.port))
+            except ValueError:
+                binding = None
+        else:
+            binding = self.pcscf._terminating_binding(msg.uri or "")
+        subscriber = binding.impu if binding is not None else None
+        if subscriber is None:
+            hdr = msg.headers.get("from" if ctx.in_side is Side.ACCESS else "to") or ""
+            try:
+                subscriber = NameAddr.parse(hdr).uri
+            except Exception:
+                subscriber = None
+        contact = msg.headers.first_value("contact")
+        call = Call(
+            call_id=msg.call_id,
+            caller_side=ctx.in_side,
+            caller_from=msg.headers.get("from") or "",
+            caller_to=msg.headers.get("to") or "",
+            caller_contact=NameAddr.parse(contact).uri if contact else None,
+            caller_uri=msg.uri or "",
+            flags=self._flags_for(binding),
+            subscriber=subscriber,
+            ue_binding_key=(binding.impu, binding.contact) if binding is not None else None,
+            context_id=f"{msg.call_id}",
+            caller_cseq=msg.cseq[0],
+        )
+        if binding is not None:
+            binding.call_ids.add(call.call_id)
+        self.calls[call.call_id] = call
+        self.by_context[call.context_id] = call
+        return call
+
+    # ------------------------------------------------------------------ requests
+    def on_request(self, ctx: ProxyCtx, msg: SipMessage, now: float) -> bool:
+        method = msg.method or ""
+        call = self.calls.get(msg.call_id)
+        if call is not None and ctx.in_side is call.caller_side and method != "ACK":
+            call.caller_cseq = max(call.caller_cseq, msg.cseq[0])
+        if method == "BYE":
+            if call is not None:
+                self._end(call, "BYE")
+            return True
+        body = _sdp_body(msg)
+        if method == "INVITE" and call is None and body is None:
+            # Late offer: remember the call; the offer will come in a response.
+            if self._is_initial(msg):
+                self._new_call(ctx, msg)
+            return True
+        if body is None or method not in ("INVITE", "UPDATE", "PRACK"):
+            return True
+        if call is None:
+            if method != "INVITE" or not self._is_initial(msg):
+                return True  # not a call we anchor (e.g. a dialog we never saw): pass through
+            call = self._new_call(ctx, msg)
+        tag = callee_tag_of(call, msg, ctx.in_side, is_response=False)
+        dialog = call.dialogs.get(tag) if tag else None
+        pending = dialog.pending if dialog is not None else call.pending
+        if method == "PRACK" and pending is not None and pending.offer_side is not ctx.in_side:
+            # PRACK answering an offer made in a reliable 18x (RFC 3262 §5)
+            assert dialog is not None
+            return self._answer_in_request(call, dialog, pending, msg, ctx.in_side)
+        previous = dialog.answer if dialog is not None else None
+        return self._offer(
+            call,
+            dialog,
+            msg,
+            ctx.in_side,
+            method,
+            msg.cseq[0],
+            previous,
+            on_ready=lambda: self.pcscf.send_downstream(ctx, self.pcscf.now),
+            on_reject=lambda st, r, w: self.pcscf.answer(ctx, st, r, w),
+        )
+
+    @staticmethod
+    def _is_initial(msg: SipMessage) -> bool:
+        return header_tag(msg.headers.get("to")) is None
+
+    def on_ack(self, msg: SipMessage, side: Side, now: float) -> bool:
+        """ACK for a 2xx: carries the answer to a late offer made in that 2xx."""
+        call = self.calls.get(msg.call_id)
+        body = _sdp_body(msg)
+        if call is None or body is None:
+            return True
+        tag = callee_tag_of(call, msg, side, is_response=False)
+        d = call.dialogs.get(tag) if tag else None
+        if d is None or d.pending is None or d.pending.offer_side is side:
+            return True
+        return self._answer_in_request(call, d, d.pending, msg, side)
+
+    def _answer_in_request(
+        self, call: Call, d: Dialog, pending: PendingOffer, msg: SipMessage, side: Side
+    ) -> bool:
+        body = _sdp_body(msg)
+        assert body is not None
+        try:
+            res = self._apply_answer(pending.state, body, d.answer)
+        except (SdpError, GatewayError) as e:
+            log.info("call %s: bad answer in %s: %s", call.call_id, msg.method, e)
+            self.teardown(call, f"bad SDP answer: {e}")
+            return False
+        d.pending = None
+        self._answered(call, d, res)
+        _set_body(msg, res.sdp)
+        return True
+
+    # ------------------------------------------------------------------ offers
+    def _offer(
+        self,
+        call: Call,
+        dialog: Dialog | None,
+        msg: SipMessage,
+        side: Side,
+        carrier: str,
+        cseq: int,
+        previous: AnswerResult | None,
+        *,
+        on_ready: Callable[[], None],
+        on_reject: Callable[[int, str, str], None],
+    ) -> bool:
+        body = _sdp_body(msg)
+        assert body is not None
+        cache_key = (f"offer:{carrier}:{cseq}:{side.value}", body)
+        if dialog is not None and cache_key in dialog.rewritten:
+            _set_body(msg, dialog.rewritten[cache_key])  # a retransmission of the same offer
+            return True
+        direction = Direction.ORIGINATING if side is Side.ACCESS else Direction.TERMINATING
+        self.counters.offers += 1
+        try:
+            plan = e2ae.plan_offer(
+                body,
+                direction,
+                call.flags,
+                self.policy,
+                call.subscriber,
+                anchor_all=self.anchor_all,
+                previous=previous,
+            )
+            self._check_addresses(plan)
+        except SdpError as e:
+            self.counters.rejected_488 += 1
+            log.info("call %s: 488 on %s offer: %s", call.call_id, carrier, e.reason)
+            on_reject(488, "Not Acceptable Here", e.reason)
+            if not call.reserved and not call.dialogs:
+                self._forget(call)
+            return False
+
+        def finish(reservations: dict[int, Any]) -> None:
+            res = e2ae.apply_offer(plan, reservations, self.rng)
+            pending = PendingOffer(res.state, side, carrier, cseq)
+            if dialog is None:
+                call.pending = pending
+            else:
+                dialog.pending = pending
+                dialog.rewritten[cache_key] = res.sdp
+            for dec in res.decisions:
+                log.info("call %s: %s", call.call_id, dec)
+            _set_body(msg, res.sdp)
+
+        if not plan.requests:
+            finish({})
+            return True
+
+        async def reserve() -> None:
+            if call.ended:
+                return
+            try:
+                got = await self.gateway.reserve(call.context_id, plan.requests)
+                call.reserved = True
+                finish({r.index: r for r in got})
+            except (GatewayError, SdpError) as e:
+                reason = getattr(e, "reason", str(e))
+                log.info("call %s: gateway refused the offer: %s", call.call_id, reason)
+                self.counters.rejected_488 += 1
+                on_reject(488, "Not Acceptable Here", f"media gateway: {reason}")
+                if not call.dialogs:
+                    await self._release(call)
+                    self._forget(call)
+                return
+            if call.ended:
+                return
+            on_ready()
+
+        self._run(call, reserve)
+        return False
+
+    def _check_addresses(self, plan: OfferPlan) -> None:
+        """Media addresses must be ones we may send to (the SIP egress allow-list)."""
+        for so in plan.streams:
+            ep = so.offerer
+            if ep is not None and so.mode.value in ("e2ae", "pass"):
+                if not self.pcscf.egress_allowed(ep.host):
+                    raise SdpError(f"media address {ep.host} not allowed")
+
+    def _apply_answer(
+        self, state: OfferState, body: bytes, prior: AnswerResult | None
+    ) -> AnswerResult:
+        if prior is not None:
+            # Same dialog answering again (unreliable 18x then 2xx, or a fork's re-answer): keep
+            # the keys we gave the UE so that its crypto context stays valid (RFC 4568 §7.1.4).
+            state = dataclasses.replace(state, previous=e2ae._previous(prior))
+        res = e2ae.apply_answer(state, body, self.rng)
+        self.counters.answers += 1
+        return res
+
+    def _answered(self, call: Call, d: Dialog, res: AnswerResult) -> None:
+        d.answer = res
+        for dec in res.decisions:
+            log.info("call %s/%s: %s", call.call_id, d.callee_tag, dec)
+        self.counters.e2ae_streams += sum(1 for s in res.plan.streams if s.mode.value == "e2ae")
+        if call.reserved:
+            self._configure(call, d, res)
+
+    def _configure(self, call: Call, d: Dialog, res: AnswerResult) -> None:
+        call.active_tag = d.callee_tag
+        plan = res.plan
+        self._run(call, lambda: self.gateway.configure(call.context_id, plan))
+
+    # ------------------------------------------------------------------ responses
+    def on_response(self, ctx: ProxyCtx, resp: SipMessage, now: float) -> bool:
+        method = ctx.request.method or ""
+        call = self.calls.get(resp.call_id)
+        if call is None:
+            return True
+        status = resp.status
+        if method == "BYE":
+            return True
+        if method not in ("INVITE", "UPDATE", "PRACK"):
+            return True
+        from_side = ctx.out_side  # the response arrives from where the request went
+        tag = callee_tag_of(call, resp, from_side, is_response=True)
+        initial = method == "INVITE" and self._is_initial(ctx.request)
+        if status >= 300:
+            if initial:
+                if not any(d.phase is Phase.CONFIRMED for d in call.dialogs.values()):
+                    self._end(call, f"final {status}")
+            else:
+                d = call.dialogs.get(tag) if tag else None
+                if d is not None:
+                    d.pending = None  # a failed re-offer leaves the previous media in place
+            return True
+        if tag is None:
+            return True
+        d = call.dialog(tag)
+        if initial and (status >= 200 or resp.headers.get("rseq") is not None or _sdp_body(resp)):
+            learn_from_response(d, resp)
+        confirm = initial and 200 <= status < 300
+        forward = self._response_sdp(ctx, call, d, resp, method, status, from_side, initial)
+        if confirm and not call.ended:
+            self._confirm(call, d)
+        return forward
+
+    def _response_sdp(
+        self,
+        ctx: ProxyCtx,
+        call: Call,
+        d: Dialog,
+        resp: SipMessage,
+        method: str,
+        status: int,
+        from_side: Side,
+        initial: bool,
+    ) -> bool:
+        body = _sdp_body(resp)
+        if body is None:
+            return True
+        pending = d.pending if (d.pending is not None and not initial) else None
+        if initial:
+            pending = d.pending if d.pending is not None else call.pending
+        if pending is not None and pending.offer_side is not from_side:
+            cache_key = (f"answer:{method}:{status // 100}", body)
+            cached = d.rewritten.get(cache_key)
+            if cached is not None:
+                _set_body(resp, cached)  # 2xx retransmission, or 18x then 2xx with the same SDP
+                return True
+            try:
+                res = self._apply_answer(pending.state, body, d.answer)
+            except (SdpError, GatewayError) as e:
+                return self._bad_answer(ctx, call, d, resp, e)
+            if pending is d.pending:
+                d.pending = None
+            self._answered(call, d, res)
+            d.rewritten[cache_key] = res.sdp
+            _set_body(resp, res.sdp)
+            return True
+        # An offer in a response (late offer: INVITE without SDP, offer in 18x/2xx)
+        carrier = f"{method}-{status}"
+        return self._offer(
+            call,
+            d,
+            resp,
+            from_side,
+            carrier,
+            resp.cseq[0],
+            d.answer,
+            on_ready=lambda: self.pcscf.forward_response(ctx, resp, self.pcscf.now),
+            on_reject=lambda st, r, w: self._reject_response_offer(ctx, call, d, resp, w),
+        )
+
+    def _confirm(self, call: Call, d: Dialog) -> None:
+        """A 2xx confirmed dialog `d`: the other early dialogs end (RFC 3261 §13.2.2.4); the
+        gateway follows the confirmed dialog's media."""
+        if call.confirmed == d.callee_tag:
+            return
+        call.confirmed = d.callee_tag
+        d.phase = Phase.CONFIRMED
+        for tag in [t for t in call.dialogs if t != d.callee_tag]:
+            del call.dialogs[tag]
+        if call.reserved and d.answer is not None and call.active_tag != d.callee_tag:
+            # another fork's answer was the last one applied: back to the confirmed dialog's
+            self._configure(call, d, d.answer)
+        call.pending = None
+
+    def _bad_answer(
+        self, ctx: ProxyCtx, call: Call, d: Dialog, resp: SipMessage, err: Exception
+    ) -> bool:
+        reason = getattr(err, "reason", str(err))
+        log.info("call %s: bad SDP answer in %d: %s", call.call_id, resp.status, reason)
+        if resp.status < 200:
+            return False  # drop the provisional; the final answer may still be good
+        # A 2xx with an unusable answer: the offerer gets 488, the answerer ACK + BYE.
+        self.pcscf.answer(ctx, 488, "Not Acceptable Here", f"bad SDP answer: {reason}")
+        self._send_ack_and_bye(call, d, ctx, resp)
+        self._end(call, "bad answer")
+        return False
+
+    def _reject_response_offer(
+        self, ctx: ProxyCtx, call: Call, d: Dialog, resp: SipMessage, warning: str
+    ) -> None:
+        if resp.status >= 200:
+            self.pcscf.answer(ctx, 488, "Not Acceptable Here", warning)
+            self._send_ack_and_bye(call, d, ctx, resp)
+            self._end(call, "bad offer in response")
+
+    # ------------------------------------------------------------------ endings
+    def on_cancelled(self, ctx: ProxyCtx, now: float) -> None:
+        call = self.calls.get(ctx.request.call_id)
+        if call is not None and call.confirmed is None:
+            self._end(call, "CANCEL")
+
+    def on_failed(self, ctx: ProxyCtx, now: float) -> None:
+        call = self.calls.get(ctx.request.call_id)
+        if call is None:
+            return
+        if ctx.request.method == "INVITE" and call.confirmed is None:
+            self._end(call, "transaction failure")
+        elif ctx.request.method == "BYE":
+            self._end(call, "BYE timeout")
+
+    def on_bindings_removed(self, bindings: list[Binding], now: float) -> None:
+        for b in bindings:
+            for call_id in list(b.call_ids):
+                call = self.calls.get(call_id)
+                if call is not None:
+                    self.teardown(call, "registration ended")
+
+    def on_gateway_event(self, ev: AgwEvent) -> None:
+        self.counters.gateway_events += 1
+        call = self.by_context.get(ev.context_id)
+        if call is None:
+            return
+        if isinstance(ev, TlsFailed):
+            log.info(
+                "call %s: TLS failed on stream %d (%s): ending the call",
+                call.call_id,
+                ev.index,
+                ev.reason,
+            )
+            self.teardown(call, f"TLS failure: {ev.reason}")
+        elif isinstance(ev, MediaTimeout):
+            log.info("call %s: media timeout on stream %d: ending the call", call.call_id, ev.index)
+            self.teardown(call, "media timeout")
+        self.kick()
+
+    def teardown(self, call: Call, why: str) -> None:
+        """End a call from the middle: BYE both ways for a confirmed dialog (DESIGN.md)."""
+        if call.ended:
+            return
+        d = call.dialogs.get(call.confirmed) if call.confirmed else None
+        if d is not None:
+            self._send_bye(call, d, towards_callee=True)
+            self._send_bye(call, d, towards_callee=False)
+        self._end(call, why)
+
+    def _send_bye(self, call: Call, d: Dialog, towards_callee: bool) -> None:
+        ours = set(self.pcscf.addr.values())
+        cseq = (call.caller_cseq if towards_callee else d.callee_cseq) + 1
+        if towards_callee:
+            call.caller_cseq = cseq
+        else:
+            d.callee_cseq = cseq
+        bye, next_uri = build_bye(call, d, towards_callee, ours, cseq)
+        side = call.caller_side if not towards_callee else _other(call.caller_side)
+        try:
+            dest = self.pcscf.peer_for(next_uri, to_ue=side is Side.ACCESS)
+        except Exception as e:
+            log.info("call %s: cannot send BYE: %s", call.call_id, e)
+            return
+        self.counters.teardown_bye += 1
+        self.pcscf.send_own_request(bye, side, dest)
+
+    def _send_ack_and_bye(self, call: Call, d: Dialog, ctx: ProxyCtx, resp: SipMessage) -> None:
+        """ACK then BYE to the party that sent a 2xx we cannot forward (RFC 3261 §13.2.2.4)."""
+        learn_from_response(d, resp)
+        ours = set(self.pcscf.addr.values())
+        bye, next_uri = build_bye(call, d, towards_callee=True, ours=ours, cseq=resp.cseq[0])
+        ack = bye.copy()
+        ack.method = "ACK"
+        ack.headers.set("CSeq", f"{resp.cseq[0]} ACK")
+        ack.headers.remove("Reason")
+        side = ctx.out_side
+        try:
+            dest = self.pcscf.peer_for(next_uri, to_ue=side is Side.ACCESS)
+        except Exception as e:
+            log.info("call %s: cannot send ACK/BYE: %s", call.call_id, e)
+            return
+        self.pcscf.send_own_ack(ack, side, dest)
+        bye.headers.set("CSeq", f"{resp.cseq[0] + 1} BYE")
+        self.pcscf.send_own_request(bye, side, dest)
+
+    def _end(self, call: Call, why: str) -> None:
+        if call.ended:
+            return
+        call.ended = True
+        log.info("call %s ended (%s)", call.call_id, why)
+        self._forget(call)
+        if call.reserved:
+            self._run(call, lambda: self._release(call))
+
+    async def _release(self, call: Call) -> None:
+        await self.gateway.release(call.context_id)
+        call.reserved = False
+        self.counters.released += 1
+
+    def _forget(self, call: Call) -> None:
+        call.ended = True
+        if self.calls.get(call.call_id) is call:
+            del self.calls[call.call_id]
+        if self.by_context.get(call.context_id) is call:
+            del self.by_context[call.context_id]
+        call.pending = None
+        for d in call.dialogs.values():
+            d.pending = None
+            d.answer = None  # drop key material with the call
+            d.rewritten.clear()
+        if call.ue_binding_key is not None:
+            b = self.pcscf.reg.get(*call.ue_binding_key)
+            if b is not None:
+                b.call_ids.discard(call.call_id)
+
+    # ------------------------------------------------------------------ introspection
+    def stats(self) -> dict[str, Any]:
+        ports = self.gateway.active_ports()
+        return {
+            "dialogs": len(self.calls),
+            "calls": dataclasses.asdict(self.counters),
+            "agw_ports": len(ports),
+            "agw_contexts": len(getattr(self.gateway, "contexts", lambda: ())()),
+        }
+
+
+def _other(side: Side) -> Side:
+    return Side.CORE if side is Side.ACCESS else Side.ACCESS
+
+
+async def setup_calls(app: App) -> Any:
+    """Start the in-process gateway, load the policy and hook the call layer into the proxy."""
+    from pcscf_alg.agw.config import parse_agw_config
+    from pcscf_alg.agw.gateway import InProcessGateway
+    from pcscf_alg.policy import load_policy
+
+    cfg = app.cfg
+    agw_cfg = parse_agw_config(cfg.agw, cfg.file)
+    policy = load_policy(cfg.policy, cfg.file)
+    gw = InProcessGateway(agw_cfg)
+    await gw.start()
+
+    def kick() -> None:
+        app.pcscf.flush()
+        app.arm_timer()
+
+    app.pcscf.calls = CallManager(app.pcscf, gw, policy, kick)
+    return gw
+
+
+__all__ = ["CallManager", "MediaPlan", "setup_calls"]
