@@ -238,6 +238,7 @@ class Result:
     relayed: int | None
     fails: int | None
     lat_us: list[float]  # sorted
+    out_size: int = 0  # size of a received packet: 172 = plain RTP, 182 = SRTP (80-bit tag)
 
     def pct(self, p: float) -> float:
         if not self.lat_us:
@@ -273,36 +274,60 @@ def build_packets(streams: int, count: int, keys: list[tuple[bytes, bytes]] | No
     return out
 
 
+# Linux constants (not exported by the socket module): kernel receive timestamps, so the
+# generator's own lag in draining its socket does not count as relay latency.
+SO_TIMESTAMPNS = 35
+SO_RCVBUFFORCE = 33
+_TS = struct.Struct("@qq")
+
+
 def generate(packets: list[list[bytes]], dests: list[tuple[str, int]], send_sock: socket.socket,
              recv_sock: socket.socket, warmup: float, seconds: float,
-             on_start: Any, on_stop: Any) -> tuple[int, int, list[float]]:
+             on_start: Any, on_stop: Any) -> tuple[int, int, list[float], int]:
     streams = len(packets)
     count = len(packets[0])
     sent_at = [[0] * count for _ in range(streams)]
-    lat: list[float] = []
-    sent = received = 0
+    rx: list[tuple[int, int, int]] = []  # (stream, seq, kernel rx ns)
+    sent = 0
     t0 = time.monotonic() + 0.2
-    started = stopped = False
+    started = False
+    start_index = 0
     end = t0 + warmup + seconds
     offsets = [s * PTIME / streams for s in range(streams)]
     nxt = [0] * streams
-    recv = recv_sock.recvfrom
-    buf_unpack = struct.unpack_from
+    recvmsg = recv_sock.recvmsg
+    unpack_from = struct.unpack_from
     sendto = send_sock.sendto
-    mono_ns = time.monotonic_ns
+    wall_ns = time.time_ns  # same clock as SO_TIMESTAMPNS (CLOCK_REALTIME)
     poller = select.epoll()
     poller.register(recv_sock.fileno(), select.EPOLLIN)
+    size = 0
     s_cursor = 0  # streams are sent in phase order: a moving cursor over a sorted schedule
+
+    def drain() -> None:
+        nonlocal size
+        while True:
+            try:
+                data, anc, _, _ = recvmsg(2048, 64)
+            except BlockingIOError:
+                return
+            t = _TS.unpack(anc[0][2])
+            seq, = unpack_from("!H", data, 2)
+            ssrc, = unpack_from("!I", data, 8)
+            rx.append((ssrc - 1, seq, t[0] * 1_000_000_000 + t[1]))
+            size = len(data)
+
     while True:
         now = time.monotonic()
         if not started and now >= t0 + warmup:
             on_start()
             started = True
-            sent = received = 0
-            lat.clear()
+            start_index = s_cursor
+            sent = 0
+            first_seq = list(nxt)
         if now >= end:
             break
-        # Send everything due.
+        drain()
         while True:
             s = s_cursor
             i = nxt[s]
@@ -310,52 +335,38 @@ def generate(packets: list[list[bytes]], dests: list[tuple[str, int]], send_sock
             if due > now or i >= count:
                 break
             sendto(packets[s][i], dests[s])
-            sent_at[s][i] = mono_ns()
+            sent_at[s][i] = wall_ns()
             nxt[s] = i + 1
             s_cursor = (s + 1) % streams
             if started:
                 sent += 1
-        # Drain what came back.
-        while True:
-            try:
-                data, _ = recv(2048)
-            except BlockingIOError:
-                break
-            t = mono_ns()
-            seq, = buf_unpack("!H", data, 2)
-            ssrc, = buf_unpack("!I", data, 8)
-            s = ssrc - 1
-            if started and 0 <= s < streams:
-                ts = sent_at[s][seq]
-                if ts:
-                    received += 1
-                    lat.append((t - ts) / 1000)
         poller.poll(0.0005)
     on_stop()
-    # Late packets still in flight count as received if they arrive within 200 ms.
-    deadline = time.monotonic() + 0.2
+    last_seq = list(nxt)
+    deadline = time.monotonic() + 0.5  # packets in flight at the end still count
     while time.monotonic() < deadline:
-        try:
-            data, _ = recv(2048)
-        except BlockingIOError:
-            time.sleep(0.005)
-            continue
-        t = mono_ns()
-        seq, = buf_unpack("!H", data, 2)
-        ssrc, = buf_unpack("!I", data, 8)
-        s = ssrc - 1
-        if 0 <= s < streams and sent_at[s][seq]:
+        drain()
+        time.sleep(0.005)
+    drain()
+    poller.close()
+    del start_index
+    lat = []
+    received = 0
+    for s, seq, t in rx:
+        if 0 <= s < streams and first_seq[s] <= seq < last_seq[s]:
             received += 1
             lat.append((t - sent_at[s][seq]) / 1000)
-    poller.close()
-    received = min(received, sent)
-    return sent, received, sorted(lat)
+    return sent, received, sorted(lat), size
 
 
 def udp(port: int = 0) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * 1024 * 1024)
+    try:  # root may exceed net.core.rmem_max: room for seconds of load, no generator loss
+        s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 * 1024 * 1024)
+    except OSError:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     s.bind((HOST, port))
     s.setblocking(False)
     return s
@@ -371,9 +382,9 @@ def run_mode(mode: str, streams: int, warmup: float, seconds: float, port_base: 
         cpu_mark: dict[str, float] = {}
         if mode == "direct":
             pk = build_packets(streams, count, None, True)
-            sent, got, lat = generate(pk, [core.getsockname()] * streams, ue, core, warmup,
+            sent, got, lat, size = generate(pk, [core.getsockname()] * streams, ue, core, warmup,
                                       seconds, lambda: None, lambda: None)
-            return Result(mode, sent, got, None, None, None, lat)
+            return Result(mode, sent, got, None, None, None, lat, size)
         if mode == "rtpengine":
             eng = RtpEngine(ports)
             try:
@@ -388,9 +399,9 @@ def run_mode(mode: str, streams: int, warmup: float, seconds: float, port_base: 
                 def stop() -> None:
                     res["cpu"] = eng.cpu() - cpu_mark["cpu"]
 
-                sent, got, lat = generate(pk, [(HOST, p) for p in access], ue, core, warmup,
+                sent, got, lat, size = generate(pk, [(HOST, p) for p in access], ue, core, warmup,
                                           seconds, start, stop)
-                return Result(mode, sent, got, res["cpu"], got, None, lat)
+                return Result(mode, sent, got, res["cpu"], got, None, lat, size)
             finally:
                 eng.close()
         parent, child = mp.Pipe()
@@ -419,13 +430,13 @@ def run_mode(mode: str, streams: int, warmup: float, seconds: float, port_base: 
                 parent.send("stop")
                 out.update(parent.recv())
 
-            sent, got, lat = generate(pk, dests, src, dst, warmup, seconds,
+            sent, got, lat, size = generate(pk, dests, src, dst, warmup, seconds,
                                       lambda: parent.send("start"), stop)
             if not up:
                 # Received packets are SRTP: seq/SSRC are in the clear header, so the
                 # generator's bookkeeping works unchanged.
                 pass
-            return Result(mode, sent, got, out["cpu"], out["relayed"], out["fails"], lat)
+            return Result(mode, sent, got, out["cpu"], out["relayed"], out["fails"], lat, size)
         finally:
             proc.join(10)
             if proc.is_alive():
@@ -452,7 +463,8 @@ def main() -> None:
     for m in modes:
         results[m] = run_mode(m, args.streams, args.warmup, args.seconds, args.port_base)
         r = results[m]
-        print(f"# {m}: sent {r.sent} received {r.received} cpu {r.cpu_s}", file=sys.stderr)
+        print(f"# {m}: sent {r.sent} received {r.received} cpu {r.cpu_s} out {r.out_size} B",
+              file=sys.stderr)
     report(results, args)
 
 

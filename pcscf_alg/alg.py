@@ -102,6 +102,9 @@ class RegisterCtx:
     mechanisms: tuple[SecMechanism, ...]
     flags: E2aeIndication
     path: str
+    # what the REGISTER asked for, per contact (Contact expires= or Expires), and Contact: *
+    requested: dict[str, int | None] = field(default_factory=dict)
+    wildcard: bool = False
 
 
 @dataclass
@@ -432,10 +435,20 @@ class Pcscf:
         self.counters.forwarded_requests += 1
 
     def _originating_binding(self, msg: SipMessage, peer: Peer) -> Binding | None:
+        """The binding of the flow a request came over; when the UE prefers an identity
+        (P-Preferred-Identity), the binding registered for it on that flow (several IMPUs can
+        share one flow)."""
         try:
             flow = Flow(peer.transport, peer.host, peer.port)
         except ValueError:
             return None
+        for ppi in msg.headers.values("p-preferred-identity"):
+            try:
+                b = self.reg.by_flow(flow, NameAddr.parse(ppi).uri)
+            except (ValueError, SipParseError):
+                continue
+            if b is not None:
+                return b
         return self.reg.by_flow(flow)
 
     def _assert_identity(self, msg: SipMessage, binding: Binding) -> None:
@@ -478,7 +491,19 @@ class Pcscf:
             return
         flags = indications_from_mechanisms(client_mechs, self.cfg.e2ae.rtp, self.cfg.e2ae.msrp)
         to = NameAddr.parse(msg.headers.get("to") or "")
-        contacts = [NameAddr.parse(c).uri for c in msg.headers.values("contact") if c != "*"]
+        req_exp = msg.headers.get("expires")
+        default_req = int(req_exp) if req_exp and req_exp.strip().isdigit() else None
+        contacts: list[str] = []
+        requested: dict[str, int | None] = {}
+        wildcard = False
+        for c in msg.headers.values("contact"):
+            if c.strip() == "*":
+                wildcard = True  # RFC 3261 §10.2.2: remove every binding of the AoR
+                continue
+            na = NameAddr.parse(c)
+            contacts.append(na.uri)
+            e = na.param("expires")
+            requested[na.uri] = int(e) if e and e.isdigit() else default_req
         # Towards the core (spec README §1.2 item 4): no sec-agree material, Path added.
         msg.headers.remove("Security-Client")
         msg.headers.remove("Security-Verify")
@@ -493,17 +518,23 @@ class Pcscf:
         path = f"<sip:term@{host}:{port};lr{t}>"
         msg.headers.prepend("Path", path)
         flow = Flow(peer.transport, peer.host, peer.port)
-        reg = RegisterCtx(flow, to.uri, contacts, tuple(client_mechs), flags, path)
+        reg = RegisterCtx(
+            flow, to.uri, contacts, tuple(client_mechs), flags, path, requested, wildcard
+        )
         self._forward(txn, msg, side, Side.CORE, dest, now, reg)
 
     def _register_response(self, ctx: ProxyCtx, resp: SipMessage, now: float) -> None:
         reg = ctx.reg
         assert reg is not None
-        if (self._sec_server and resp.status in (401, 407, 494)) or 200 <= resp.status < 300:
+        ok = 200 <= resp.status < 300
+        if self._sec_server and (ok or resp.status in (401, 407, 494)):
             # Spec README §1.2 item 2: Security-Server in the 401 and in the 200.
-            if self._sec_server:
-                resp.headers.add_after_last("Security-Server", self._sec_server_text, "cseq")
-        if not 200 <= resp.status < 300:
+            resp.headers.add_after_last("Security-Server", self._sec_server_text, "cseq")
+        if not ok:
+            return
+        if reg.wildcard:
+            for b in self.reg.by_impu(reg.impu):
+                self.reg.remove(b.impu, b.contact)
             return
         expires_hdr = resp.headers.get("expires")
         exp_h = int(expires_hdr) if expires_hdr and expires_hdr.strip().isdigit() else None
@@ -516,30 +547,56 @@ class Pcscf:
             e = na.param("expires")
             granted[_contact_norm(na.uri)] = int(e) if e and e.isdigit() else None
         service_route = resp.headers.values("service-route")
-        associated = [NameAddr.parse(v).uri for v in resp.headers.values("p-associated-uri")]
+        associated = []
+        for v in resp.headers.values("p-associated-uri"):
+            try:
+                associated.append(NameAddr.parse(v).uri)
+            except SipParseError:
+                continue
         for contact in reg.contacts:
             key = _contact_norm(contact)
-            if key not in granted and granted:
-                # The registrar did not return this contact: it is not registered (RFC 3261 §10.3).
-                expires = 0
-            else:
-                expires = expiry_from_200(
-                    granted.get(key), exp_h, self.cfg.registration.default_expires
+            if granted:
+                # RFC 3261 §10.3 step 8: the 200 lists every current binding with its expiry;
+                # a contact it does not list is not registered.
+                expires = (
+                    expiry_from_200(granted[key], exp_h, self.cfg.registration.default_expires)
+                    if key in granted
+                    else 0
                 )
-            register_from_200(
-                self.reg,
-                impu=reg.impu,
-                contact=contact,
-                flow=reg.flow,
-                flags=reg.flags,
-                expires=expires,
-                now=now,
-                mechanisms=reg.mechanisms,
-                path=[reg.path],
-                service_route=service_route,
-                associated=associated,
-            )
-            self.counters.registrations += 1
+            else:
+                # A minimal registrar that lists no Contact: take what the UE asked for.
+                expires = expiry_from_200(
+                    reg.requested.get(contact), exp_h, self.cfg.registration.default_expires
+                )
+            try:
+                self._bind(reg, contact, expires, now, service_route, associated)
+            except (ValueError, SipParseError) as e:
+                # A contact we cannot key (malformed URI): the 200 still goes to the UE.
+                log.info("REGISTER %s: binding not stored: %s", reg.impu, e)
+
+    def _bind(
+        self,
+        reg: RegisterCtx,
+        contact: str,
+        expires: int,
+        now: float,
+        service_route: list[str],
+        associated: list[str],
+    ) -> None:
+        register_from_200(
+            self.reg,
+            impu=reg.impu,
+            contact=contact,
+            flow=reg.flow,
+            flags=reg.flags,
+            expires=expires,
+            now=now,
+            mechanisms=reg.mechanisms,
+            path=[reg.path],
+            service_route=service_route,
+            associated=associated,
+        )
+        self.counters.registrations += 1
 
     def sweep_registrations(self, now: float) -> list[Binding]:
         gone = self.reg.sweep(now)
@@ -753,7 +810,7 @@ class Pcscf:
 def _contact_norm(uri: str) -> str:
     try:
         return contact_key(uri)
-    except ValueError:
+    except (ValueError, SipParseError):
         return uri
 
 

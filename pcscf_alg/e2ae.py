@@ -123,11 +123,14 @@ class StreamDecision:
         return f"m[{self.index}] {self.kind.value} {self.mode.value}: {self.action} [{self.rule}]"
 
 
-@dataclass(frozen=True)
-class StreamOffer:
-    """What the engine learnt about one offered m-line, and what it will do with it."""
+class StreamOffer(NamedTuple):
+    """What the engine learnt about one offered m-line, and what it will do with it.
 
-    index: int
+    Immutable; a NamedTuple because it is built for every m-line of every offer (a frozen
+    dataclass of this size costs ~5 µs to build here, this ~0.5 µs).
+    """
+
+    index: int  # type: ignore[assignment]
     kind: MediaKind
     mode: StreamMode
     media: str  # m= media type ("audio", "message"...)
@@ -398,15 +401,8 @@ def _msrp_info(offer: Sdp, m: Media, so: StreamOffer, strict: bool) -> StreamOff
         if strict:
             raise
         path = ()
-    return _replace(
-        so, setup=_setup(offer, m), cema=m.has_attr("msrp-cema"), path=path,
+    return so._replace(setup=_setup(offer, m), cema=m.has_attr("msrp-cema"), path=path,
     )
-
-
-def _replace(so: StreamOffer, **kw: object) -> StreamOffer:
-    from dataclasses import replace
-
-    return replace(so, **kw)  # type: ignore[arg-type]
 
 
 def _plan_originating(
@@ -469,14 +465,14 @@ def _plan_originating(
     so = _base_stream(offer, m, i, kind, StreamMode.E2AE)
     if kind is MediaKind.RTP:
         k11, how = _select_k11(m, i, ctx, policy, subscriber, _prev_rtp(prev, i), rekey)
-        so = _replace(so, proto_out=_RTP_PLAIN[proto], k11=k11)
+        so = so._replace(proto_out=_RTP_PLAIN[proto], k11=k11)
         action += f"; {m.proto}->{_RTP_PLAIN[proto]}; K11 = crypto tag {k11.tag} {k11.suite} " \
                   f"({how}); crypto and 3ge2ae stripped towards the core"
         return so, StreamDecision(i, kind, StreamMode.E2AE, action, rule)
     fps = usable(_fingerprints(offer, m))
     if not fps:
         raise SdpError(f"e2ae MSRP m-line {i} without a usable a=fingerprint (RFC 8122)")
-    so = _msrp_info(offer, m, _replace(so, proto_out=MSRP_TCP, ue_fingerprints=fps), strict=True)
+    so = _msrp_info(offer, m, so._replace(proto_out=MSRP_TCP, ue_fingerprints=fps), strict=True)
     action += "; TCP/TLS/MSRP->TCP/MSRP; UE fingerprint stored, fingerprint and 3ge2ae stripped"
     return so, StreamDecision(i, kind, StreamMode.E2AE, action, rule)
 
@@ -534,7 +530,7 @@ def _plan_terminating(
                                 "e2ae support for RTP not established: no media plane security"
                                 + foreign, f"{C_TERM} step 3")
         so = _base_stream(offer, m, i, kind, StreamMode.E2AE)
-        so = _replace(so, proto_out=_RTP_SECURE[proto])
+        so = so._replace(proto_out=_RTP_SECURE[proto])
         stripped = "; core crypto lines dropped" if m.has_attr("crypto") else ""
         return so, StreamDecision(
             i, kind, StreamMode.E2AE,
@@ -577,7 +573,7 @@ def _plan_terminating(
         action = ("TLS from the core terminated on both legs: gateway fingerprint towards UE and "
                   "core, 3ge2ae:applied added")
     so = _base_stream(offer, m, i, kind, StreamMode.E2AE)
-    so = _replace(so, proto_out=MSRP_TLS, core_fingerprints=core_fps, core_tls=core_tls)
+    so = so._replace(proto_out=MSRP_TLS, core_fingerprints=core_fps, core_tls=core_tls)
     so = _msrp_info(offer, m, so, strict=True)
     return so, StreamDecision(i, kind, StreamMode.E2AE, action + foreign, rule)
 
@@ -759,7 +755,7 @@ def apply_offer(
             # 7.3.1 step 4: RTP->SRTP, one or more crypto lines (K21) + "offered by network".
             k21 = _offer_k21(plan, so, rng)
             m.insert_attrs([c.line() for c in k21] + [APPLIED_LINE])
-            streams.append(_replace(so, k21=k21))
+            streams.append(so._replace(k21=k21))
             continue
         # MSRP
         sid = so.path[-1].session_id if so.path else ""
@@ -772,7 +768,7 @@ def apply_offer(
             if not so.cema:
                 sent = str(MsrpUri.build("msrp", ep.host, ep.port, sid))
                 _set_path(m, sent)
-            streams.append(_replace(so, sent_path=sent))
+            streams.append(so._replace(sent_path=sent))
             continue
         # 7.3.1 step 4: TCP->TLS, fingerprints replaced by ours, "offered by network" added.
         fp = res.local_fingerprint
@@ -785,7 +781,7 @@ def apply_offer(
         if not so.cema:
             sent = str(MsrpUri.build("msrps", ep.host, ep.port, sid))
             _set_path(m, sent)
-        streams.append(_replace(so, sent_path=sent))
+        streams.append(so._replace(sent_path=sent))
     if e2ae:
         _detach_session_fingerprints(sdp, e2ae)
     _relocate(sdp, targets)

@@ -123,12 +123,14 @@ class E2aeIndication:
 
     @property
     def rtp(self) -> bool:
-        """e2ae SDES-SRTP support established: both sides indicated it (TS 33.328 §7.2.1 step 2)."""
+        """e2ae SDES-SRTP support established: both sides indicated it.
+
+        TS 33.328 §7.2.1 step 2 (originating) and §7.3.1 step 3 (terminating) branch on this."""
         return self.ue_rtp and self.net_rtp
 
     @property
     def msrp(self) -> bool:
-        """e2ae MSRP-TLS support established: both sides indicated it (TS 33.328 §7.3.1 step 3)."""
+        """e2ae MSRP-TLS support established: both sides indicated it (same clauses as `rtp`)."""
         return self.ue_msrp and self.net_msrp
 
 

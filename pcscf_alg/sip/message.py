@@ -550,6 +550,8 @@ def _parse_fields(
         append(f)
         if not name_canonical or len(value) != len(v) + 1 or value[0] != " ":
             # Not in "Name: value" form ("TO :", "l:0", tabs, extra spaces): keep the wire form.
+            if not sep:
+                raise SipParseError("Header line without colon")
             raw[id(f)] = (name, v, line)
         if key in looked_at:
             if key not in found:
