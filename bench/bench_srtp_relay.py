@@ -334,8 +334,8 @@ def generate(packets: list[list[bytes]], dests: list[tuple[str, int]], send_sock
             due = t0 + offsets[s] + i * PTIME
             if due > now or i >= count:
                 break
+            sent_at[s][i] = wall_ns()  # before: on loopback delivery happens inside sendto
             sendto(packets[s][i], dests[s])
-            sent_at[s][i] = wall_ns()
             nxt[s] = i + 1
             s_cursor = (s + 1) % streams
             if started:

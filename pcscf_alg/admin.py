@@ -33,6 +33,32 @@ def stats(app: App) -> dict[str, Any]:
     return out
 
 
+def registrations(app: App) -> list[dict[str, Any]]:
+    """Bindings with their e2ae flags (no secrets are held in a binding)."""
+    out = []
+    for b in getattr(app.registrations, "bindings", list)():
+        f = b.flags
+        out.append(
+            {
+                "impu": b.impu,
+                "contact": b.contact,
+                "flow": f"{b.flow.transport}:{b.flow.host}:{b.flow.port}",
+                "ue_rtp": f.ue_rtp,
+                "ue_msrp": f.ue_msrp,
+                "net_rtp": f.net_rtp,
+                "net_msrp": f.net_msrp,
+                "rtp": f.rtp,
+                "msrp": f.msrp,
+                "other_mediasec": list(f.other_mediasec),
+                "path": list(b.path),
+                "service_route": list(b.service_route),
+                "expires_at": b.expires_at,
+                "calls": sorted(b.call_ids),
+            }
+        )
+    return out
+
+
 class AdminServer:
     def __init__(self, app: App, host: str, port: int) -> None:
         self.app = app
@@ -56,6 +82,9 @@ class AdminServer:
             path = parts[1] if len(parts) >= 2 else "/"
             if path.startswith("/stats"):
                 body = json.dumps(stats(self.app), default=str).encode()
+                status = "200 OK"
+            elif path.startswith("/registrations"):
+                body = json.dumps(registrations(self.app), default=str).encode()
                 status = "200 OK"
             else:
                 body = b'{"error": "not found"}'

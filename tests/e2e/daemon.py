@@ -85,6 +85,12 @@ class Daemon:
             data: dict[str, Any] = json.loads(r.read())
         return data
 
+    def registrations(self) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.admin_port}/registrations"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            data: list[dict[str, Any]] = json.loads(r.read())
+        return data
+
     def wait_stats(self, pred: Any, timeout: float = 10.0) -> dict[str, Any]:
         """Poll /stats until pred(stats) holds (bounded); returns the last stats."""
         deadline = time.monotonic() + timeout
