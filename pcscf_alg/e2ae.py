@@ -378,7 +378,8 @@ def _base_stream(
     mux = kind is MediaKind.RTP and m.has_attr("rtcp-mux")
     return StreamOffer(
         index=i, kind=kind, mode=mode, media=m.media, proto=m.proto, proto_out=m.proto,
-        offerer=_endpoint(offer, m, mux), rtcp_mux=mux,
+        # RTCP port as if not muxed: whether mux is used is only known from the answer
+        offerer=_endpoint(offer, m, False), rtcp_mux=mux,
     )
 
 

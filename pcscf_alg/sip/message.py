@@ -91,7 +91,6 @@ LIST_HEADERS = frozenset(
 SIP_VERSION = "SIP/2.0"
 
 
-
 def canonical(name: str) -> str:
     """Lower-case lookup key of a header name, with compact forms expanded."""
     low = name.lower()
@@ -743,9 +742,7 @@ class StreamFramer:
                 self._scanned = len(buf)
                 break
             self._scanned = hend
-            lengths = {
-                _WS_RE.sub(b"", m.group(1)) for m in _CL_RE.finditer(bytes(buf[:hend]))
-            }
+            lengths = {_WS_RE.sub(b"", m.group(1)) for m in _CL_RE.finditer(bytes(buf[:hend]))}
             if not lengths:
                 raise SipParseError("Missing Content-Length on a stream transport")
             if len(lengths) > 1:
