@@ -23,6 +23,7 @@ import platform
 import secrets
 import statistics
 import sys
+import time
 import timeit
 from collections.abc import Callable
 from pathlib import Path
@@ -50,44 +51,44 @@ def _body(name: str) -> bytes:
 
 
 CORE_ANSWER_04 = (
-    "v=0\r\no=- 1200457 1200457 IN IP4 192.0.2.99\r\ns=-\r\nc=IN IP4 192.0.2.99\r\nt=0 0\r\n"
-    "m=audio 20000 RTP/AVP 96 100\r\nb=AS:41\r\nb=RS:600\r\nb=RR:2000\r\n"
-    "a=rtpmap:96 AMR-WB/16000/1\r\na=fmtp:96 mode-change-capability=2;max-red=220\r\n"
-    "a=rtpmap:100 telephone-event/16000\r\na=fmtp:100 0-15\r\na=ptime:20\r\na=maxptime:240\r\n"
-    "a=sendrecv\r\nm=message 20010 TCP/MSRP *\r\n"
-    "a=accept-types:message/cpim application/im-iscomposing+xml\r\n"
-    "a=accept-wrapped-types:text/plain message/imdn+xml\r\n"
-    "a=path:msrp://192.0.2.99:20010/j38sk2m;tcp\r\na=setup:active\r\na=msrp-cema\r\n"
-    "a=sendrecv\r\n"
-).encode()
+    b"v=0\r\no=- 1200457 1200457 IN IP4 192.0.2.99\r\ns=-\r\nc=IN IP4 192.0.2.99\r\nt=0 0\r\n"
+    b"m=audio 20000 RTP/AVP 96 100\r\nb=AS:41\r\nb=RS:600\r\nb=RR:2000\r\n"
+    b"a=rtpmap:96 AMR-WB/16000/1\r\na=fmtp:96 mode-change-capability=2;max-red=220\r\n"
+    b"a=rtpmap:100 telephone-event/16000\r\na=fmtp:100 0-15\r\na=ptime:20\r\na=maxptime:240\r\n"
+    b"a=sendrecv\r\nm=message 20010 TCP/MSRP *\r\n"
+    b"a=accept-types:message/cpim application/im-iscomposing+xml\r\n"
+    b"a=accept-wrapped-types:text/plain message/imdn+xml\r\n"
+    b"a=path:msrp://192.0.2.99:20010/j38sk2m;tcp\r\na=setup:active\r\na=msrp-cema\r\n"
+    b"a=sendrecv\r\n"
+)
 
 VOLTE_AUDIO = (
-    "v=0\r\no=- 3867102311 3867102311 IN IP4 198.51.100.10\r\ns=-\r\n"
-    "c=IN IP4 198.51.100.10\r\nb=AS:49\r\nt=0 0\r\n"
-    "m=audio 49170 RTP/SAVPF 116 107 118 96 111 110\r\nb=AS:49\r\nb=RS:0\r\nb=RR:2500\r\n"
-    "a=rtpmap:116 EVS/16000\r\na=fmtp:116 br=5.9-24.4;bw=nb-swb;max-red=0\r\n"
-    "a=rtpmap:107 AMR-WB/16000\r\na=fmtp:107 mode-change-capability=2;max-red=0\r\n"
-    "a=rtpmap:118 AMR-WB/16000\r\na=fmtp:118 octet-align=1;mode-change-capability=2\r\n"
-    "a=rtpmap:96 AMR/8000\r\na=fmtp:96 mode-change-capability=2;max-red=0\r\n"
-    "a=rtpmap:111 telephone-event/16000\r\na=fmtp:111 0-15\r\n"
-    "a=rtpmap:110 telephone-event/8000\r\na=fmtp:110 0-15\r\n"
-    "a=ptime:20\r\na=maxptime:240\r\na=rtcp-fb:* nack\r\na=rtcp-fb:* trr-int 5000\r\n"
-    "a=curr:qos local none\r\na=curr:qos remote none\r\n"
-    "a=des:qos mandatory local sendrecv\r\na=des:qos optional remote sendrecv\r\n"
-    "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:Rg33G9EzbqVaNQ3hXdFAHcUN6otysbWPUxp3zxCC\r\n"
-    "a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:MoNHDeEa+5SmQUjjM2YlydHnpHWBlyspHpxHnB/h\r\n"
-    "a=3ge2ae:requested\r\na=sendrecv\r\n"
-).encode()
+    b"v=0\r\no=- 3867102311 3867102311 IN IP4 198.51.100.10\r\ns=-\r\n"
+    b"c=IN IP4 198.51.100.10\r\nb=AS:49\r\nt=0 0\r\n"
+    b"m=audio 49170 RTP/SAVPF 116 107 118 96 111 110\r\nb=AS:49\r\nb=RS:0\r\nb=RR:2500\r\n"
+    b"a=rtpmap:116 EVS/16000\r\na=fmtp:116 br=5.9-24.4;bw=nb-swb;max-red=0\r\n"
+    b"a=rtpmap:107 AMR-WB/16000\r\na=fmtp:107 mode-change-capability=2;max-red=0\r\n"
+    b"a=rtpmap:118 AMR-WB/16000\r\na=fmtp:118 octet-align=1;mode-change-capability=2\r\n"
+    b"a=rtpmap:96 AMR/8000\r\na=fmtp:96 mode-change-capability=2;max-red=0\r\n"
+    b"a=rtpmap:111 telephone-event/16000\r\na=fmtp:111 0-15\r\n"
+    b"a=rtpmap:110 telephone-event/8000\r\na=fmtp:110 0-15\r\n"
+    b"a=ptime:20\r\na=maxptime:240\r\na=rtcp-fb:* nack\r\na=rtcp-fb:* trr-int 5000\r\n"
+    b"a=curr:qos local none\r\na=curr:qos remote none\r\n"
+    b"a=des:qos mandatory local sendrecv\r\na=des:qos optional remote sendrecv\r\n"
+    b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:Rg33G9EzbqVaNQ3hXdFAHcUN6otysbWPUxp3zxCC\r\n"
+    b"a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:MoNHDeEa+5SmQUjjM2YlydHnpHWBlyspHpxHnB/h\r\n"
+    b"a=3ge2ae:requested\r\na=sendrecv\r\n"
+)
 
 VOLTE_AUDIO_ANSWER = (
-    "v=0\r\no=- 1 1 IN IP4 192.0.2.99\r\ns=-\r\nc=IN IP4 192.0.2.99\r\nt=0 0\r\n"
-    "m=audio 20000 RTP/AVPF 116 111\r\nb=AS:49\r\nb=RS:0\r\nb=RR:2500\r\n"
-    "a=rtpmap:116 EVS/16000\r\na=fmtp:116 br=5.9-24.4;bw=nb-swb;max-red=0\r\n"
-    "a=rtpmap:111 telephone-event/16000\r\na=fmtp:111 0-15\r\na=ptime:20\r\na=maxptime:240\r\n"
-    "a=rtcp-fb:* nack\r\na=curr:qos local sendrecv\r\na=curr:qos remote none\r\n"
-    "a=des:qos mandatory local sendrecv\r\na=des:qos mandatory remote sendrecv\r\n"
-    "a=conf:qos remote sendrecv\r\na=sendrecv\r\n"
-).encode()
+    b"v=0\r\no=- 1 1 IN IP4 192.0.2.99\r\ns=-\r\nc=IN IP4 192.0.2.99\r\nt=0 0\r\n"
+    b"m=audio 20000 RTP/AVPF 116 111\r\nb=AS:49\r\nb=RS:0\r\nb=RR:2500\r\n"
+    b"a=rtpmap:116 EVS/16000\r\na=fmtp:116 br=5.9-24.4;bw=nb-swb;max-red=0\r\n"
+    b"a=rtpmap:111 telephone-event/16000\r\na=fmtp:111 0-15\r\na=ptime:20\r\na=maxptime:240\r\n"
+    b"a=rtcp-fb:* nack\r\na=curr:qos local sendrecv\r\na=curr:qos remote none\r\n"
+    b"a=des:qos mandatory local sendrecv\r\na=des:qos mandatory remote sendrecv\r\n"
+    b"a=conf:qos remote sendrecv\r\na=sendrecv\r\n"
+)
 
 FLAGS = E2aeFlags(True, True, True, True)
 POLICY = strict_policy()
@@ -126,7 +127,8 @@ def term_exchange(offer: bytes, answer: bytes, res: dict[int, StreamReservation]
 def measure(fn: Callable[[], object], number: int, repeat: int) -> float:
     """Median per-call time in µs."""
     fn()  # warm up
-    times = timeit.repeat(fn, number=number, repeat=repeat)
+    # CPU time of this process, so that neighbours on a shared machine do not inflate it
+    times = timeit.repeat(fn, number=number, repeat=repeat, timer=time.process_time)
     return statistics.median(times) / number * 1e6
 
 

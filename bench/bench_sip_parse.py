@@ -215,7 +215,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer repeats (CI smoke run)")
     args = ap.parse_args()
-    number, repeat = (200, 5) if args.quick else (2000, 25)
+    number, repeat = (200, 5) if args.quick else (500, 80)
     # sanity: both parse the message
     ours = parse_message(INVITE)
     theirs = sipmessage.Message.parse(INVITE)

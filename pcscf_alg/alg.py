@@ -90,6 +90,8 @@ class ProxyCtx:
     dest: Peer | None = None
     # REGISTER bookkeeping (None for other methods)
     reg: RegisterCtx | None = None
+    # the call leg (calls.py) this request belongs to: the side its initial INVITE came from
+    call_leg: Side | None = None
 
 
 @dataclass(slots=True)

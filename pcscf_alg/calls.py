@@ -94,7 +94,10 @@ class CallManager:
         self.kick = kick
         self.rng = rng
         self.anchor_all = anchor_all
-        self.calls: dict[str, Call] = {}
+        # Keyed by Call-ID *and leg*: when both UEs are behind this P-CSCF the same Call-ID
+        # crosses it twice (originating leg access->core, terminating leg core->access). A leg
+        # is named by the side its initial INVITE came from.
+        self.calls: dict[tuple[str, Side], Call] = {}
         self.by_context: dict[str, Call] = {}
         self.counters = CallCounters()
         self._chains: dict[str, asyncio.Future[Any]] = {}
@@ -161,19 +164,36 @@ class CallManager:
             flags=self._flags_for(binding),
             subscriber=subscriber,
             ue_binding_key=(binding.impu, binding.contact) if binding is not None else None,
-            context_id=f"{msg.call_id}",
+            context_id=f"{msg.call_id}/{ctx.in_side.value}",
             caller_cseq=msg.cseq[0],
         )
         if binding is not None:
             binding.call_ids.add(call.call_id)
-        self.calls[call.call_id] = call
+        self.calls[(call.call_id, call.caller_side)] = call
+        ctx.call_leg = call.caller_side
         self.by_context[call.context_id] = call
         return call
 
     # ------------------------------------------------------------------ requests
+    def _leg(self, msg: SipMessage, side: Side) -> Call | None:
+        """The call leg an in-dialog request arriving on `side` belongs to: the leg whose
+        caller sent it (its From tag is the caller's tag, leg named by `side`), or the leg whose
+        callee sent it (arriving on the side opposite that leg's caller)."""
+        from_tag = header_tag(msg.headers.get("from"))
+        mine = self.calls.get((msg.call_id, side))
+        if mine is not None and mine.caller_tag == from_tag:
+            return mine
+        other = self.calls.get((msg.call_id, _other(side)))
+        if other is not None and other.caller_tag != from_tag:
+            return other
+        return None
+
     def on_request(self, ctx: ProxyCtx, msg: SipMessage, now: float) -> bool:
         method = msg.method or ""
-        call = self.calls.get(msg.call_id)
+        initial = self._is_initial(msg)
+        call = None if initial else self._leg(msg, ctx.in_side)
+        if call is not None:
+            ctx.call_leg = call.caller_side
         if call is not None and ctx.in_side is call.caller_side and method != "ACK":
             call.caller_cseq = max(call.caller_cseq, msg.cseq[0])
         if method == "BYE":
@@ -181,15 +201,14 @@ class CallManager:
                 self._end(call, "BYE")
             return True
         body = _sdp_body(msg)
-        if method == "INVITE" and call is None and body is None:
+        if method == "INVITE" and initial and body is None:
             # Late offer: remember the call; the offer will come in a response.
-            if self._is_initial(msg):
-                self._new_call(ctx, msg)
+            self._new_call(ctx, msg)
             return True
         if body is None or method not in ("INVITE", "UPDATE", "PRACK"):
             return True
         if call is None:
-            if method != "INVITE" or not self._is_initial(msg):
+            if method != "INVITE" or not initial:
                 return True  # not a call we anchor (e.g. a dialog we never saw): pass through
             call = self._new_call(ctx, msg)
         tag = callee_tag_of(call, msg, ctx.in_side, is_response=False)
@@ -218,7 +237,7 @@ class CallManager:
 
     def on_ack(self, msg: SipMessage, side: Side, now: float) -> bool:
         """ACK for a 2xx: carries the answer to a late offer made in that 2xx."""
-        call = self.calls.get(msg.call_id)
+        call = self._leg(msg, side)
         body = _sdp_body(msg)
         if call is None or body is None:
             return True
@@ -359,7 +378,7 @@ class CallManager:
     # ------------------------------------------------------------------ responses
     def on_response(self, ctx: ProxyCtx, resp: SipMessage, now: float) -> bool:
         method = ctx.request.method or ""
-        call = self.calls.get(resp.call_id)
+        call = self._ctx_call(ctx)
         if call is None:
             return True
         status = resp.status
@@ -474,12 +493,12 @@ class CallManager:
 
     # ------------------------------------------------------------------ endings
     def on_cancelled(self, ctx: ProxyCtx, now: float) -> None:
-        call = self.calls.get(ctx.request.call_id)
+        call = self._ctx_call(ctx)
         if call is not None and call.confirmed is None:
             self._end(call, "CANCEL")
 
     def on_failed(self, ctx: ProxyCtx, now: float) -> None:
-        call = self.calls.get(ctx.request.call_id)
+        call = self._ctx_call(ctx)
         if call is None:
             return
         if ctx.request.method == "INVITE" and call.confirmed is None:
@@ -490,9 +509,10 @@ class CallManager:
     def on_bindings_removed(self, bindings: list[Binding], now: float) -> None:
         for b in bindings:
             for call_id in list(b.call_ids):
-                call = self.calls.get(call_id)
-                if call is not None:
-                    self.teardown(call, "registration ended")
+                for leg in (Side.ACCESS, Side.CORE):
+                    call = self.calls.get((call_id, leg))
+                    if call is not None:
+                        self.teardown(call, "registration ended")
 
     def on_gateway_event(self, ev: AgwEvent) -> None:
         self.counters.gateway_events += 1
@@ -574,8 +594,9 @@ class CallManager:
 
     def _forget(self, call: Call) -> None:
         call.ended = True
-        if self.calls.get(call.call_id) is call:
-            del self.calls[call.call_id]
+        key = (call.call_id, call.caller_side)
+        if self.calls.get(key) is call:
+            del self.calls[key]
         if self.by_context.get(call.context_id) is call:
             del self.by_context[call.context_id]
         call.pending = None
@@ -585,8 +606,15 @@ class CallManager:
             d.rewritten.clear()
         if call.ue_binding_key is not None:
             b = self.pcscf.reg.get(*call.ue_binding_key)
-            if b is not None:
+            if b is not None and not any(
+                (call.call_id, leg) in self.calls for leg in (Side.ACCESS, Side.CORE)
+            ):
                 b.call_ids.discard(call.call_id)
+
+    def _ctx_call(self, ctx: ProxyCtx) -> Call | None:
+        if ctx.call_leg is None:
+            return None
+        return self.calls.get((ctx.request.call_id, ctx.call_leg))
 
     # ------------------------------------------------------------------ introspection
     def stats(self) -> dict[str, Any]:

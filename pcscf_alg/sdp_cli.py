@@ -96,7 +96,7 @@ def _read(path: str) -> bytes:
     first = data.split(b"\n", 1)[0]
     if not first.startswith(b"v=") and b"SIP/2.0" in first:
         for sep in (b"\r\n\r\n", b"\n\n"):
-            head, found, body = data.partition(sep)
+            _, found, body = data.partition(sep)
             if found:
                 return body
     return data
@@ -122,7 +122,7 @@ def _load_policy(path: str | None) -> Policy:
 def _rng(seed: int | None) -> Callable[[int], bytes]:
     if seed is None:
         return secrets.token_bytes
-    r = random.Random(seed)  # noqa: S311 - dry-run only, so that documentation is reproducible
+    r = random.Random(seed)
     return r.randbytes
 
 

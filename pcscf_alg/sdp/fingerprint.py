@@ -52,7 +52,9 @@ def parse_fingerprint(value: str) -> Fingerprint:
     raw = bytes.fromhex(digest.replace(":", ""))
     want = HASH_LENGTHS.get(hash_func)
     if want is not None and len(raw) != want:
-        raise SdpError(f"a=fingerprint: a {hash_func} fingerprint has {want} octets, not {len(raw)}")
+        raise SdpError(
+            f"a=fingerprint: a {hash_func} fingerprint has {want} octets, not {len(raw)}"
+        )
     return Fingerprint(hash_func, raw)
 
 

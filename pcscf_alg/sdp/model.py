@@ -22,13 +22,17 @@ Hot-path rules: no regular expressions, only `str.split`/`partition`/`startswith
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable
 
 from ..errors import SdpError
 
 # RFC 8866 §5: the type letters we accept. Anything else is a syntax error (an SDP parser
 # "MUST completely ignore" a description with an unknown type letter; a middlebox refuses it).
 _TYPES = frozenset("vosiuepcbtrzkam")
+_LINE = "[vosiuepcbtrzkam]=[^\r\n]*"
+_VALID_CRLF = re.compile(f"{_LINE}(?:\r\n{_LINE})*")
+_VALID_LF = re.compile(f"{_LINE}(?:\n{_LINE})*")
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 
@@ -91,7 +95,7 @@ def remove_attrs(lines: list[str], names: frozenset[str] | set[str], start: int 
 class Connection:
     """A parsed `c=` line: `c=<nettype> <addrtype> <address>[/ttl][/count]`."""
 
-    __slots__ = ("addrtype", "address", "nettype")
+    __slots__ = ("address", "addrtype", "nettype")
 
     def __init__(self, nettype: str, addrtype: str, address: str) -> None:
         self.nettype = nettype
@@ -165,7 +169,7 @@ class Media:
     def names(self) -> list[str]:
         n = self._names
         if n is None:
-            n = self._names = [_name_of(line) for line in self.lines]
+            n = self._names = _names_of(self.lines)
         return n
 
     def touch(self) -> None:
@@ -303,6 +307,23 @@ class Media:
         return i
 
 
+def _raise_syntax(lines: list[str]) -> None:
+    if not lines or lines[0] != "v=0":
+        raise SdpError("SDP syntax error: body must start with v=0")
+    for n, line in enumerate(lines, 1):
+        if len(line) < 2 or line[1] != "=" or line[0] not in _TYPES or "\r" in line:
+            raise SdpError(f"SDP syntax error at line {n}: not a <type>=<value> line")
+    raise SdpError("SDP syntax error")  # pragma: no cover - the regex and the loop agree
+
+
+def _names_of(lines: list[str]) -> list[str]:
+    names = [line[2:].partition(":")[0] if line[0] == "a" else "" for line in lines]
+    joined = "".join(names)
+    if joined != joined.lower():  # rare: attribute names are lower case in practice
+        names = [n.lower() for n in names]
+    return names
+
+
 def _name_of(line: str) -> str:
     if line[0] != "a":
         return ""
@@ -336,67 +357,59 @@ class Sdp:
     def parse(cls, data: bytes | str) -> Sdp:
         text = data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else data
         nl = text.find("\n")
+        eol = "\r\n" if nl > 0 and text[nl - 1] == "\r" else "\n"
+        sep = eol
         if nl < 0:
-            eol = "\r\n" if text.endswith("\r") else "\n"  # one line, no terminator
-            raw = [text[:-1] if text.endswith("\r") else text]
-            final_eol = False
-        else:
-            crlf = nl > 0 and text[nl - 1] == "\r"
-            eol = "\r\n" if crlf else "\n"
-            n_lf = text.count("\n")
-            n_crlf = text.count("\r\n")
-            if n_crlf and n_crlf != n_lf:  # mixed terminators: normalise
-                text = text.replace("\r\n", "\n")
-                raw = text.split("\n")
-            else:
-                raw = text.split(eol)
-            final_eol = raw[-1] == ""
-            if final_eol:
-                raw.pop()
-        tail = 0
-        while raw and raw[-1] == "":
-            raw.pop()
+            text = text.removesuffix("\r")  # one line, no terminator
+        elif eol == "\r\n" and text.count("\r\n") != text.count("\n"):
+            text = text.replace("\r\n", "\n")  # mixed terminators: normalised on output
+            sep = "\n"
+        final_eol = text.endswith(sep)
+        body = text[: -len(sep)] if final_eol else text
+        tail = 0  # empty lines after the last one, re-emitted as they came
+        while body.endswith(sep):
+            body = body[: -len(sep)]
             tail += 1
-        if not raw or raw[0] != "v=0":
+        # One C-level pass validates the shape of every line (a <type>=<value> line with a
+        # known type letter); only a bad body takes the slow path that names the line.
+        if (_VALID_CRLF if sep == "\r\n" else _VALID_LF).fullmatch(body) is None:
+            _raise_syntax(body.split(sep))
+        # Sections split at C speed too: everything before the first m= is session level.
+        chunks = body.split(sep + "m=")
+        session = chunks[0].split(sep)
+        if session[0] != "v=0":
             raise SdpError("SDP syntax error: body must start with v=0")
-        session: list[str] = []
-        media: list[Media] = []
-        cur = session
-        m_lines: list[list[str]] = []
         seen_o = False
         has_session_c = False
-        for n, line in enumerate(raw, 1):
-            if len(line) < 2 or line[1] != "=" or line[0] not in _TYPES:
-                raise SdpError(f"SDP syntax error at line {n}: not a <type>=<value> line")
+        for line in session:
             t = line[0]
-            if t == "m":
-                cur = [line]
-                m_lines.append(cur)
-                continue
-            if t == "c":
-                Connection.parse(line)
-                if cur is session:
-                    has_session_c = True
-            elif t == "o":
+            if t == "o":
                 if len(line[2:].split()) != 6:
-                    raise SdpError(f"SDP syntax error at line {n}: o= line needs six fields")
+                    raise SdpError("SDP syntax error: o= line needs six fields")
                 seen_o = True
-            cur.append(line)
+            elif t == "c":
+                Connection.parse(line)
+                has_session_c = True
         if not seen_o:
             raise SdpError("SDP syntax error: no o= line")
-        for lines in m_lines:
-            m = Media(lines)
-            if not has_session_c and m.port != 0 and m.connection_index() < 0:
+        media: list[Media] = []
+        for chunk in chunks[1:]:
+            m = Media(("m=" + chunk).split(sep))
+            ci = m.connection_index()
+            if ci >= 0:
+                Connection.parse(m.lines[ci])
+            elif not has_session_c and m.port != 0:
                 raise SdpError("SDP syntax error: media without a c= line")
             media.append(m)
         return cls(session, media, eol, final_eol, tail)
 
     # -- output ----------------------------------------------------------------------------
 
-    def lines(self) -> Iterator[str]:
-        yield from self.session
+    def lines(self) -> list[str]:
+        out = self.session.copy()
         for m in self.media:
-            yield from m.lines
+            out += m.lines
+        return out
 
     def to_str(self) -> str:
         eol = self.eol

@@ -575,6 +575,9 @@ def _parse_header_block(text: str) -> tuple[str, Headers]:
 
 def _name_addr_ok(value: str) -> bool:
     """Cheap syntax check of a From/To value (RFC 3261 §20.20, §20.39; RFC 4475 §3.1.2)."""
+    if value[:1] == "<":  # the usual "<uri>;tag=x": no display name to look at
+        gt = value.find(">")
+        return gt > 0 and "<" not in value[1:gt]
     if "<" in value:
         if value.lstrip(" \t").startswith('"'):
             return _NA_QUOTED_RE.match(value) is not None  # quotbal: unterminated quote

@@ -213,3 +213,128 @@ def test_originating_rtp_and_msrp(daemon: Daemon, tmp_path: Path, peers: UeMedia
                        core_offer_path=(core_path, core_m.attr("path") or ""))
         pair.finish()
     assert_released(daemon)
+
+
+# ------------------------------------------------------------------------------------ terminating
+
+
+def term_keys(
+    p: UeMedia, fp: str, *, cema: bool = True, aproto: str = "RTP/AVP",
+    mproto: str = "TCP/MSRP", rtp_mode: str = "e2ae", msrp_mode: str = "e2ae",
+    core_msrp_mode: str | None = None, sc: str = BOTH, xa_core: str = "", xm_core: str = "",
+    bye_core: str = "send", bye_ue: str = "recv", ue_msrp_port: int = 41010,
+    ue_mscheme: str = "msrps",
+) -> tuple[dict[str, str], dict[str, str]]:
+    c = CEMA if cema else ""
+    core = {
+        "rtp_port": str(p.core_rtp.getsockname()[1]),
+        "msrp_port": str(p.core_msrp.getsockname()[1]),
+        "aproto": aproto, "mproto": mproto,
+        "mscheme": "msrps" if "TLS" in mproto else "msrp", "msetup": "passive",
+        "xa": xa_core, "xm": xm_core + c,
+        "ue_rtp_port": str(p.rtp.getsockname()[1]), "ue_msrp_port": str(ue_msrp_port),
+        "ue_fp": fp, "agw_ip": HOST, "rtp_mode": rtp_mode,
+        "msrp_mode": core_msrp_mode or msrp_mode, "bye": bye_core, "hold": str(HOLD_MS),
+    }
+    ue = {
+        "sc": sc, "k1": p.k1, "rtp_port": core["ue_rtp_port"], "msrp_port": str(ue_msrp_port),
+        "fp": fp, "mscheme": ue_mscheme, "xa": "", "xm": c,
+        "core_rtp_port": core["rtp_port"], "core_msrp_port": core["msrp_port"],
+        "rtp_mode": rtp_mode, "msrp_mode": msrp_mode, "bye": bye_ue, "hold": str(HOLD_MS),
+    }
+    return ue, core
+
+
+def term_pair(d: Daemon, tmp_path: Path, ue_keys: dict[str, str], core_keys: dict[str, str],
+              **kw: Any) -> Any:
+    return orig_pair(d, tmp_path, ue_keys=ue_keys, core_keys=core_keys,
+                     ue_scenario="ue_e2ae_term.xml", core_scenario="scscf_e2ae_term.xml", **kw)
+
+
+def k21_of(ue_offer: Any) -> str:
+    lines = [v for v in media(ue_offer, "audio").attrs("crypto") if v.startswith("1 ")]
+    assert lines, ue_offer
+    return lines[0].split("inline:", 1)[1]
+
+
+@pytest.mark.parametrize("cema", [True, False], ids=["cema", "non-cema"])
+def test_terminating_rtp_and_msrp(daemon: Daemon, tmp_path: Path, peers: UeMedia,
+                                  cema: bool) -> None:
+    cert, fp = ue_certificate(tmp_path)
+    ue_keys, core_keys = term_keys(peers, fp, cema=cema)
+    with term_pair(daemon, tmp_path, ue_keys, core_keys) as pair:
+        inv = wait_traced(pair.ue, received("INVITE"), "INVITE at the UE")
+        ok = wait_traced(pair.core, received(200, "INVITE"), "200 to the INVITE at the core")
+        ue_sdp, core_sdp = sdp_of(inv), sdp_of(ok)
+        # the offer to the UE: SAVP, one or more crypto lines (K21), a=3ge2ae:applied
+        assert media(ue_sdp, "audio").proto == "RTP/SAVP"
+        assert media(ue_sdp, "audio").attrs("3ge2ae") == ["applied"]
+        offered = cryptos(ue_sdp)
+        assert offered and offered[0].suite == SUITE80
+        assert all(c.key.lifetime is None for c in offered)
+        k21 = k21_of(ue_sdp)
+        assert k21 != peers.k1
+        exchange_srtp(
+            ue=peers.rtp, ue_tx_key=peers.k1, ue_rx_key=k21, suite=SUITE80,
+            agw_access=addr(ue_sdp, "audio"), core=peers.core_rtp,
+            agw_core=addr(core_sdp, "audio"),
+        )
+        ue_m = media(ue_sdp, "message")
+        assert ue_m.attrs("3ge2ae") == ["applied"]
+        ue_path = f"msrps://{HOST}:41010/ue{pair.ue.pid};tcp"
+        core_path = f"msrp://{HOST}:{peers.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
+        core_m = media(core_sdp, "message")
+        assert (core_m.attr("path") == ue_path) is cema
+        msrp_roundtrip(cert, ue_sdp, peers.core_msrp, cema=cema, ue_path=ue_path,
+                       core_offer_path=(core_path, core_m.attr("path") or ""))
+        pair.finish()
+    assert_released(daemon)
+
+
+# ------------------------------------------------------------------------- wrong UE certificate
+
+
+def _tls_must_fail(cert: Any, to: tuple[str, int], agw_fp: str) -> None:
+    """The UE presents a certificate that is not the one it signalled: the gateway aborts the
+    handshake (with TLS 1.3 the client may finish first and see the alert on its first read)."""
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):  # noqa: PT012
+        tls = ue_tls_connect(cert, to, agw_fp)
+        with tls:
+            tls.sendall(msrp_send("zz9Qk3Tx", "msrp://x/y;tcp", "msrp://x/z;tcp", b"x"))
+            tls.settimeout(3)
+            if not tls.recv(100):
+                raise ConnectionError("closed by the gateway")
+
+
+@pytest.mark.parametrize("direction", ["originating", "terminating"])
+def test_wrong_certificate_fails_handshake_and_call_is_torn_down(
+    daemon: Daemon, tmp_path: Path, peers: UeMedia, direction: str
+) -> None:
+    _, fp = ue_certificate(tmp_path, "signalled")
+    wrong, wrong_fp = ue_certificate(tmp_path, "presented")
+    assert wrong_fp != fp
+    if direction == "originating":
+        ue_keys, core_keys = orig_keys(peers, fp, bye_ue="recv")
+        ctx = orig_pair(daemon, tmp_path, ue_keys=ue_keys, core_keys=core_keys)
+    else:
+        ue_keys, core_keys = term_keys(peers, fp, bye_core="recv", bye_ue="recv")
+        ctx = term_pair(daemon, tmp_path, ue_keys, core_keys)
+    with ctx as pair:
+        if direction == "originating":
+            ue_sdp = sdp_of(wait_traced(pair.ue, received(200, "INVITE"), "200 at the UE"))
+        else:
+            ue_sdp = sdp_of(wait_traced(pair.ue, received("INVITE"), "INVITE at the UE"))
+            wait_traced(pair.core, received(200, "INVITE"), "200 at the core")
+        m = media(ue_sdp, "message")
+        agw_fp = (m.attr("fingerprint") or "").split(" ", 1)[1]
+        _tls_must_fail(wrong, addr(ue_sdp, "message"), agw_fp)
+        # the P-CSCF sends BYE both ways; both scenarios expect it and answer 200
+        wait_traced(pair.ue, received("BYE"), "BYE from the P-CSCF at the UE")
+        wait_traced(pair.core, received("BYE"), "BYE from the P-CSCF at the core")
+        pair.finish()
+        # and the core peer never got a connection for a stream whose UE failed authentication
+        peers.core_msrp.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            peers.core_msrp.accept()
+    assert_released(daemon)
+    assert daemon.stats()["calls"]["teardown_bye"] >= 2

@@ -110,7 +110,7 @@ def shifted_rng():  # type: ignore[no-untyped-def]
 
 
 def test_reoffer_towards_ue_keeps_tag_suite_and_k21() -> None:
-    first_offer, first = term_call()
+    _, first = term_call()
     k21 = first.plan.streams[0].tx_key
     assert k21 is not None
     # hold from the core: a new, complete offer; the UE must see the same crypto again
@@ -367,7 +367,7 @@ def test_redact_sdp() -> None:
 
 def test_flags_need_both_sides() -> None:
     assert not E2aeFlags(ue_rtp=True).rtp and E2aeFlags(ue_rtp=True, net_rtp=True).rtp
-    assert not E2aeFlags(ue_msrp=True, net_rtp=True).msrp and NO_E2AE == E2aeFlags()
+    assert not E2aeFlags(ue_msrp=True, net_rtp=True).msrp and E2aeFlags() == NO_E2AE
 
 
 # -- properties --------------------------------------------------------------------------------

@@ -458,7 +458,8 @@ CASES: list[Case] = [
         name="orig_rtp_policy_preferred_order",
         direction=ORIG,
         flags="rtp",
-        policy={'crypto': {'select': 'preferred', 'allow': ['AES_CM_128_HMAC_SHA1_32', 'AES_CM_128_HMAC_SHA1_80']}},
+        policy={'crypto': {'select': 'preferred',
+                           'allow': ['AES_CM_128_HMAC_SHA1_32', 'AES_CM_128_HMAC_SHA1_80']}},
         offer="""
             v=0
             o=- 1 1 IN IP4 198.51.100.10

@@ -112,7 +112,8 @@ def oracle_check(data: bytes) -> None:
             (x.tag, x.suite) for x in cryptos
         ]
         for x, tc in zip(cryptos, t.get("crypto", []), strict=True):
-            assert tc["config"].split("|")[0] == "inline:" + base64.b64encode(x.key.key_salt).decode()
+            b64 = base64.b64encode(x.key.key_salt).decode()
+            assert tc["config"].split("|")[0] == "inline:" + b64
         fp = m.attr("fingerprint")
         if fp is not None:
             assert t["fingerprint"]["type"] + " " + t["fingerprint"]["hash"] == fp

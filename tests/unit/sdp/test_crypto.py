@@ -53,7 +53,9 @@ def test_iana_registry_is_complete() -> None:
 
 def test_lifetime_mki_and_session_params() -> None:
     k = b64key(30)
-    c = parse_crypto(f"1 AES_CM_128_HMAC_SHA1_80 inline:{k}|2^31|1:4 KDR=0 UNENCRYPTED_SRTCP WSH=64")
+    c = parse_crypto(
+        f"1 AES_CM_128_HMAC_SHA1_80 inline:{k}|2^31|1:4 KDR=0 UNENCRYPTED_SRTCP WSH=64"
+    )
     assert c.key.lifetime == 2**31
     assert (c.key.mki_value, c.key.mki_length, c.key.mki) == (1, 4, b"\x00\x00\x00\x01")
     assert c.params == ("KDR=0", "UNENCRYPTED_SRTCP", "WSH=64")

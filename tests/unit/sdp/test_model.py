@@ -89,7 +89,8 @@ def test_mixed_line_endings_normalised_to_first() -> None:
 
 
 def test_invalid_utf8_bytes_survive() -> None:
-    data = b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=\xff\xfe caf\xc3\xa9\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+    data = (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=\xff\xfe caf\xc3\xa9\r\n"
+            b"c=IN IP4 1.2.3.4\r\nt=0 0\r\n")
     assert Sdp.parse(data).to_bytes() == data
 
 

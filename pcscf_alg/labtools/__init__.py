@@ -1,0 +1,1 @@
+"""Small lab helpers: an S-CSCF stand-in for demos and tests."""
