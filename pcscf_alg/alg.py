@@ -504,8 +504,8 @@ class Pcscf:
                 continue
             na = NameAddr.parse(c)
             contacts.append(na.uri)
-            e = na.param("expires")
-            requested[na.uri] = int(e) if e and e.isdigit() else default_req
+            exp = na.param("expires")
+            requested[na.uri] = int(exp) if exp and exp.isdigit() else default_req
         # Towards the core (spec README §1.2 item 4): no sec-agree material, Path added.
         msg.headers.remove("Security-Client")
         msg.headers.remove("Security-Verify")
@@ -714,7 +714,7 @@ class Pcscf:
             ev.txn.user_data = None
 
     def _forward_ack(self, msg: SipMessage, side: Side, source: Peer) -> None:
-        """ACK for a 2xx: end to end, forwarded statelessly along the route set (RFC 3261 §16.11)."""
+        """ACK for a 2xx: end to end, forwarded statelessly on the route set (RFC 3261 §16.11)."""
         mf = msg.headers.get("max-forwards")
         if mf is not None and int(mf) <= 0:
             return

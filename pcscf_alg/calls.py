@@ -16,6 +16,7 @@ engine and the IMS-AGW (TS 33.328 7.2.1 and 7.3.1, spec README §3.3).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import secrets
@@ -110,10 +111,8 @@ class CallManager:
 
         async def runner() -> None:
             if prev is not None and not prev.done():
-                try:
+                with contextlib.suppress(Exception):  # already logged by its own runner
                     await prev
-                except Exception:  # already logged by its own runner
-                    pass
             try:
                 await op()
             except Exception:
@@ -123,7 +122,8 @@ class CallManager:
 
         fut = asyncio.ensure_future(runner())
         self._chains[call.context_id] = fut
-        fut.add_done_callback(lambda f, cid=call.context_id: self._chain_done(cid, f))
+        context_id = call.context_id
+        fut.add_done_callback(lambda f: self._chain_done(context_id, f))
 
     def _chain_done(self, context_id: str, fut: asyncio.Future[Any]) -> None:
         if self._chains.get(context_id) is fut:
@@ -347,9 +347,9 @@ class CallManager:
         """Media addresses must be ones we may send to (the SIP egress allow-list)."""
         for so in plan.streams:
             ep = so.offerer
-            if ep is not None and so.mode.value in ("e2ae", "pass"):
-                if not self.pcscf.egress_allowed(ep.host):
-                    raise SdpError(f"media address {ep.host} not allowed")
+            anchored = so.mode.value in ("e2ae", "pass")
+            if ep is not None and anchored and not self.pcscf.egress_allowed(ep.host):
+                raise SdpError(f"media address {ep.host} not allowed")
 
     def _apply_answer(
         self, state: OfferState, body: bytes, prior: AnswerResult | None

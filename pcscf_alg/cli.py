@@ -1,4 +1,4 @@
-"""Command line: `pcscf-alg run --config FILE`, `pcscf-alg check-config FILE`, `pcscf-alg sdp ...`."""
+"""Command line: `pcscf-alg run --config FILE`, `check-config FILE`, `sdp ...`."""
 
 from __future__ import annotations
 

@@ -44,6 +44,10 @@ ROOT = Path(__file__).resolve().parent.parent
 WIDTH = 62
 
 
+def _via(port: int) -> str:
+    return f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{secrets.token_hex(6)};rport"
+
+
 def _crlf(lines: list[str], body: str = "") -> bytes:
     if body:
         body = body.replace("\n", "\r\n")
@@ -98,30 +102,39 @@ class Ue:
                 return msg
 
     def register(self) -> None:
-        self.send(_crlf([
-            "REGISTER sip:ims.test SIP/2.0",
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK{secrets.token_hex(6)};rport",
-            "Max-Forwards: 70",
-            f"From: <{self.uri}>;tag={secrets.token_hex(4)}",
-            f"To: <{self.uri}>",
-            f"Call-ID: reg-{self.name}-{secrets.token_hex(4)}@demo",
-            "CSeq: 1 REGISTER",
-            f"Contact: <{self.contact}>",
-            "Supported: path, sec-agree",
-            "Require: sec-agree",
-            "Proxy-Require: sec-agree",
-            "Security-Client: sdes-srtp;mediasec, msrp-tls;mediasec",
-            "Expires: 600",
-        ]))
+        self.send(
+            _crlf(
+                [
+                    "REGISTER sip:ims.test SIP/2.0",
+                    _via(self.port),
+                    "Max-Forwards: 70",
+                    f"From: <{self.uri}>;tag={secrets.token_hex(4)}",
+                    f"To: <{self.uri}>",
+                    f"Call-ID: reg-{self.name}-{secrets.token_hex(4)}@demo",
+                    "CSeq: 1 REGISTER",
+                    f"Contact: <{self.contact}>",
+                    "Supported: path, sec-agree",
+                    "Require: sec-agree",
+                    "Proxy-Require: sec-agree",
+                    "Security-Client: sdes-srtp;mediasec, msrp-tls;mediasec",
+                    "Expires: 600",
+                ]
+            )
+        )
         ok = self.recv(200)
-        print(f"  {self.name:5} registered; P-CSCF answered Security-Server: "
-              f"{ok.headers.get('security-server')}")
+        print(
+            f"  {self.name:5} registered; P-CSCF answered Security-Server: "
+            f"{ok.headers.get('security-server')}"
+        )
 
     def sdp(self, *, offer: bool, setup: str, crypto_tag: int = 1) -> str:
         assert self.cert is not None
         key = base64.b64encode(self.k_tx).decode()
         lines = [
-            "v=0", f"o=- {int(time.time())} 1 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1",
+            "v=0",
+            f"o=- {int(time.time())} 1 IN IP4 127.0.0.1",
+            "s=-",
+            "c=IN IP4 127.0.0.1",
             "t=0 0",
             f"m=audio {self.rtp.getsockname()[1]} RTP/SAVP 96",
             "a=rtpmap:96 AMR-WB/16000/1",
@@ -171,15 +184,19 @@ def _media(sdp: bytes, kind: str) -> tuple[int, list[str]]:
 
 def _key(lines: list[str]) -> bytes:
     line = next(ln for ln in lines if ln.startswith("a=crypto:"))
-    return parse_crypto(line[len("a=crypto:"):]).key.key_salt
+    return parse_crypto(line[len("a=crypto:") :]).key.key_salt
 
 
 def _session(key: bytes, outbound: bool) -> pylibsrtp.Session:
-    return pylibsrtp.Session(policy=pylibsrtp.Policy(
-        key=key,
-        ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound else pylibsrtp.Policy.SSRC_ANY_INBOUND,
-        srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
-    ))
+    return pylibsrtp.Session(
+        policy=pylibsrtp.Policy(
+            key=key,
+            ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND
+            if outbound
+            else pylibsrtp.Policy.SSRC_ANY_INBOUND,
+            srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+        )
+    )
 
 
 def _decisions(log_path: Path, since: int) -> list[str]:
@@ -188,7 +205,9 @@ def _decisions(log_path: Path, since: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--config", default=str(ROOT / "config" / "pcscf.yaml"))
     ap.add_argument("--seconds", type=float, default=3.0, help="how long to send media")
     args = ap.parse_args(argv)
@@ -220,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     with open(log_path, "wb") as logf:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "pcscf_alg", "run", "--config", args.config],
-            stdout=logf, stderr=subprocess.STDOUT, cwd=str(work),
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            cwd=str(work),
             env=dict(os.environ, PYTHONUNBUFFERED="1"),
         )
         scscf = ScscfStub(host=cfg.sip.next_hop_host, port=cfg.sip.next_hop_port, tap=tap).start()
@@ -258,54 +279,82 @@ def _run(
     print("\n2. alice calls bob: audio (SRTP) + chat (MSRP over TLS), e2ae requested\n")
     call_id = f"demo-{secrets.token_hex(4)}@alice"
     offer = alice.sdp(offer=True, setup="actpass")
-    alice.send(_crlf([
-        f"INVITE {bob.uri} SIP/2.0",
-        f"Via: SIP/2.0/UDP 127.0.0.1:{alice.port};branch=z9hG4bK{secrets.token_hex(6)};rport",
-        "Max-Forwards: 70",
-        f"Route: <sip:{pcscf[0]}:{pcscf[1]};lr>",
-        f"From: <{alice.uri}>;tag=alice1",
-        f"To: <{bob.uri}>",
-        f"Call-ID: {call_id}",
-        "CSeq: 1 INVITE",
-        f"Contact: <{alice.contact}>",
-        "Content-Type: application/sdp",
-    ], offer))
+    alice.send(
+        _crlf(
+            [
+                f"INVITE {bob.uri} SIP/2.0",
+                _via(alice.port),
+                "Max-Forwards: 70",
+                f"Route: <sip:{pcscf[0]}:{pcscf[1]};lr>",
+                f"From: <{alice.uri}>;tag=alice1",
+                f"To: <{bob.uri}>",
+                f"Call-ID: {call_id}",
+                "CSeq: 1 INVITE",
+                f"Contact: <{alice.contact}>",
+                "Content-Type: application/sdp",
+            ],
+            offer,
+        )
+    )
     inv_b = bob.recv("INVITE")
     answer = bob.sdp(offer=False, setup="active")
     h = inv_b.headers
-    bob.send(_crlf(
-        ["SIP/2.0 200 OK"] + [f"Via: {v}" for v in h.values("via")]
-        + [f"Record-Route: {v}" for v in h.values("record-route")]
-        + [f"From: {h.get('from')}", f"To: {h.get('to')};tag=bob1", f"Call-ID: {call_id}",
-           f"CSeq: {h.get('cseq')}", f"Contact: <{bob.contact}>", "Content-Type: application/sdp"],
-        answer,
-    ))
+    bob.send(
+        _crlf(
+            ["SIP/2.0 200 OK"]
+            + [f"Via: {v}" for v in h.values("via")]
+            + [f"Record-Route: {v}" for v in h.values("record-route")]
+            + [
+                f"From: {h.get('from')}",
+                f"To: {h.get('to')};tag=bob1",
+                f"Call-ID: {call_id}",
+                f"CSeq: {h.get('cseq')}",
+                f"Contact: <{bob.contact}>",
+                "Content-Type: application/sdp",
+            ],
+            answer,
+        )
+    )
     ok_a = alice.recv(200)
     routes = list(reversed(ok_a.headers.values("record-route")))
     target = NameAddr.parse(ok_a.headers.first_value("contact") or "").uri
 
     def in_dialog(method: str, cseq: int) -> bytes:
-        return _crlf([
-            f"{method} {target} SIP/2.0",
-            f"Via: SIP/2.0/UDP 127.0.0.1:{alice.port};branch=z9hG4bK{secrets.token_hex(6)};rport",
-            "Max-Forwards: 70", *[f"Route: {r}" for r in routes],
-            f"From: <{alice.uri}>;tag=alice1", f"To: {ok_a.headers.get('to')}",
-            f"Call-ID: {call_id}", f"CSeq: {cseq} {method}", f"Contact: <{alice.contact}>",
-        ])
+        return _crlf(
+            [
+                f"{method} {target} SIP/2.0",
+                _via(alice.port),
+                "Max-Forwards: 70",
+                *[f"Route: {r}" for r in routes],
+                f"From: <{alice.uri}>;tag=alice1",
+                f"To: {ok_a.headers.get('to')}",
+                f"Call-ID: {call_id}",
+                f"CSeq: {cseq} {method}",
+                f"Contact: <{alice.contact}>",
+            ]
+        )
 
     alice.send(in_dialog("ACK", 1))
     bob.recv("ACK")
 
     print("   The offer, hop by hop (originating leg | terminating leg):\n")
-    side_by_side(("alice -> P-CSCF (access)", offer),
-                 ("S-CSCF -> P-CSCF (core, terminating)", hops.get("core-offer-out", b"")))
-    side_by_side(("P-CSCF -> S-CSCF (core, originating)", hops.get("core-offer-in", b"")),
-                 ("P-CSCF -> bob (access)", inv_b.body))
+    side_by_side(
+        ("alice -> P-CSCF (access)", offer),
+        ("S-CSCF -> P-CSCF (core, terminating)", hops.get("core-offer-out", b"")),
+    )
+    side_by_side(
+        ("P-CSCF -> S-CSCF (core, originating)", hops.get("core-offer-in", b"")),
+        ("P-CSCF -> bob (access)", inv_b.body),
+    )
     print("   The answer, hop by hop:\n")
-    side_by_side(("bob -> P-CSCF (access)", answer),
-                 ("P-CSCF -> S-CSCF (core)", hops.get("core-200-in", b"")))
-    side_by_side(("S-CSCF -> P-CSCF (core)", hops.get("core-answer-out", b"")),
-                 ("P-CSCF -> alice (access)", ok_a.body))
+    side_by_side(
+        ("bob -> P-CSCF (access)", answer),
+        ("P-CSCF -> S-CSCF (core)", hops.get("core-200-in", b"")),
+    )
+    side_by_side(
+        ("S-CSCF -> P-CSCF (core)", hops.get("core-answer-out", b"")),
+        ("P-CSCF -> alice (access)", ok_a.body),
+    )
     time.sleep(0.3)
     print("   The P-CSCF's decision per stream:")
     for d in _decisions(log_path, log_mark):
@@ -324,7 +373,10 @@ def _run(
     seq = 0
     while time.monotonic() < end:
         seq += 1
-        for ue, tx, port, ssrc in ((alice, a_tx, a_agw_port, 0xA11CE), (bob, b_tx, b_agw_port, 0xB0B)):
+        for ue, tx, port, ssrc in (
+            (alice, a_tx, a_agw_port, 0xA11CE),
+            (bob, b_tx, b_agw_port, 0xB0B),
+        ):
             pkt = struct.pack("!BBHII", 0x80, 96, seq, seq * 320, ssrc) + b"\x00" * 60
             ue.rtp.sendto(tx.protect(pkt), ("127.0.0.1", port))
         sent += 1
@@ -339,36 +391,61 @@ def _run(
             except (TimeoutError, pylibsrtp.Error):
                 pass
         time.sleep(0.02)
-    print(f"   alice -> bob: {sent} SRTP packets sent with alice's key (K11), {got_b} arrived at "
-          f"bob and decrypted with the network's key K21")
-    print(f"   bob -> alice: {sent} SRTP packets sent with bob's key (K22), {got_a} arrived at "
-          f"alice and decrypted with the network's key K12")
-    print("   (between the two gateway legs, on the core side, the same packets travel as plain "
-          "RTP/AVP)")
+    print(
+        f"   alice -> bob: {sent} SRTP packets sent with alice's key (K11), {got_b} arrived at "
+        f"bob and decrypted with the network's key K21"
+    )
+    print(
+        f"   bob -> alice: {sent} SRTP packets sent with bob's key (K22), {got_a} arrived at "
+        f"alice and decrypted with the network's key K12"
+    )
+    print(
+        "   (between the two gateway legs, on the core side, the same packets travel as plain "
+        "RTP/AVP)"
+    )
 
     print("\n4. MSRP: alice (TLS) -> gateway -> core (TCP) -> gateway -> bob (TLS)\n")
     a_msrp_port, a_msrp = _media(ok_a.body, "message")
     b_msrp_port, b_msrp = _media(inv_b.body, "message")
     ok = _msrp(alice, bob, a_msrp_port, b_msrp_port, a_msrp, b_msrp)
-    print("   " + ("an MSRP SEND and its 200 OK crossed TLS -> TCP -> TLS, certificates checked "
-                  "against the SDP fingerprints" if ok else "MSRP did not get through"))
+    print(
+        "   "
+        + (
+            "an MSRP SEND and its 200 OK crossed TLS -> TCP -> TLS, certificates checked "
+            "against the SDP fingerprints"
+            if ok
+            else "MSRP did not get through"
+        )
+    )
 
     alice.send(in_dialog("BYE", 2))
     bye = bob.recv("BYE")
     hb = bye.headers
-    bob.send(_crlf(["SIP/2.0 200 OK"] + [f"Via: {v}" for v in hb.values("via")]
-                   + [f"From: {hb.get('from')}", f"To: {hb.get('to')}", f"Call-ID: {call_id}",
-                      f"CSeq: {hb.get('cseq')}"]))
+    bob.send(
+        _crlf(
+            ["SIP/2.0 200 OK"]
+            + [f"Via: {v}" for v in hb.values("via")]
+            + [
+                f"From: {hb.get('from')}",
+                f"To: {hb.get('to')}",
+                f"Call-ID: {call_id}",
+                f"CSeq: {hb.get('cseq')}",
+            ]
+        )
+    )
     alice.recv(200)
     time.sleep(0.3)
     ended = log_path.read_text(errors="replace").count(f"call {call_id} ended (BYE)")
-    print(f"\n5. alice hung up: BYE crossed both legs; {ended} of 2 call legs ended and released "
-          "their gateway ports and keys.")
+    print(
+        f"\n5. alice hung up: BYE crossed both legs; {ended} of 2 call legs ended and released "
+        "their gateway ports and keys."
+    )
     return 0 if ended == 2 and got_a and got_b and ok else 1
 
 
-def _msrp(alice: Ue, bob: Ue, a_port: int, b_port: int, a_lines: list[str],
-          b_lines: list[str]) -> bool:
+def _msrp(
+    alice: Ue, bob: Ue, a_port: int, b_port: int, a_lines: list[str], b_lines: list[str]
+) -> bool:
     def ctx(cert: GatewayCertificate) -> ssl.SSLContext:
         c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         c.check_hostname, c.verify_mode = False, ssl.CERT_NONE
@@ -390,7 +467,8 @@ def _msrp(alice: Ue, bob: Ue, a_port: int, b_port: int, a_lines: list[str],
         ta.sendall(
             f"MSRP d3m0tx SEND\r\nTo-Path: {to_path}\r\nFrom-Path: {frm}\r\nMessage-ID: m1\r\n"
             f"Byte-Range: 1-{len(body)}/{len(body)}\r\nContent-Type: text/plain\r\n\r\n".encode()
-            + body + b"\r\n-------d3m0tx$\r\n"
+            + body
+            + b"\r\n-------d3m0tx$\r\n"
         )
         tb.settimeout(5)
         got = b""
@@ -401,8 +479,10 @@ def _msrp(alice: Ue, bob: Ue, a_port: int, b_port: int, a_lines: list[str],
             got += chunk
         text = got.split(b"\r\n\r\n", 1)[1].split(b"\r\n")[0].decode()
         print(f"   bob received: {text!r}")
-        tb.sendall(f"MSRP d3m0tx 200 OK\r\nTo-Path: {frm}\r\nFrom-Path: {to_path}\r\n"
-                   "-------d3m0tx$\r\n".encode())
+        tb.sendall(
+            f"MSRP d3m0tx 200 OK\r\nTo-Path: {frm}\r\nFrom-Path: {to_path}\r\n"
+            "-------d3m0tx$\r\n".encode()
+        )
         ta.settimeout(5)
         back = ta.recv(4096)
         return back.startswith(b"MSRP d3m0tx 200 OK")

@@ -1,4 +1,4 @@
-"""Media-plan types shared by the e2ae engine (which produces them) and the IMS-AGW (which runs them).
+"""Media-plan types shared by the e2ae engine (which makes them) and the IMS-AGW (which runs them).
 
 They mirror the TS 23.334 Iq information elements (see ../shared/spec/README.md §6.2): per stream
 and per termination (access = UE side, core = S-CSCF side) the transport, the remote address, the

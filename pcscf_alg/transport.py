@@ -13,6 +13,7 @@ Everything protocol-shaped happens in the sans-IO core; this module only moves b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import socket
@@ -73,15 +74,13 @@ class _TcpProtocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         peername = transport.get_extra_info("peername")
         peer = (str(peername[0]), int(peername[1])) if peername else ("0.0.0.0", 0)
         self.state = self.owner._register(self, peer)
         for chunk in self.pending:
-            transport.write(chunk)
+            self.transport.write(chunk)
         self.pending.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -160,10 +159,8 @@ class SideTransport:
             if sock is not None:
                 # Bursts of 1000 calls/s: a larger receive buffer avoids kernel drops.
                 for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                    try:
+                    with contextlib.suppress(OSError):
                         sock.setsockopt(socket.SOL_SOCKET, opt, 4 * 1024 * 1024)
-                    except OSError:
-                        pass
         if self.use_tcp:
             self._server = await self.loop.create_server(
                 lambda: _TcpProtocol(self), host=self.host, port=self.port, reuse_address=True
@@ -247,7 +244,5 @@ class SideTransport:
             if proto.transport is not None:
                 proto.transport.close()
         if self._server is not None:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
-            except TimeoutError:
-                pass

@@ -94,8 +94,14 @@ class ScscfStub:
             self.tap("out", msg)
         self._sock.sendto(msg.serialize(), (host, port))
 
-    def _reply(self, req: SipMessage, status: int, reason: str, addr: tuple[str, int],
-               extra: list[tuple[str, str]] | None = None) -> None:
+    def _reply(
+        self,
+        req: SipMessage,
+        status: int,
+        reason: str,
+        addr: tuple[str, int],
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
         resp = make_response(req, status, reason, to_tag=secrets.token_hex(4), extra=extra)
         self._send(resp, addr[0], addr[1])
 
@@ -115,8 +121,11 @@ class ScscfStub:
             if u.host == self.host and (u.port or 5060) == self.port:
                 msg.headers.pop_first_value("route")
         target_uri: str | None = None
-        if msg.headers.first_value("route") is None and msg.method != "ACK" and \
-                "tag=" not in (msg.headers.get("to") or ""):
+        if (
+            msg.headers.first_value("route") is None
+            and msg.method != "ACK"
+            and "tag=" not in (msg.headers.get("to") or "")
+        ):
             # initial request: terminate at the callee's registered contact, via its Path
             b = self.bindings.get(self._aor(msg.uri or ""))
             if b is None:

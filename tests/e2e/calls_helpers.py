@@ -26,8 +26,14 @@ PROFILES = {
 }
 
 
-def register(d: Daemon, ue: UdpPeer, core: UdpPeer, sec_client: str | None = BOTH,
-             user: str = "alice", expires: int = 600) -> SipMessage:
+def register(
+    d: Daemon,
+    ue: UdpPeer,
+    core: UdpPeer,
+    sec_client: str | None = BOTH,
+    user: str = "alice",
+    expires: int = 600,
+) -> SipMessage:
     """REGISTER through the daemon; `core` plays the registrar (200 straight away)."""
     sc = f"Security-Client: {sec_client}\n" if sec_client else ""
     ue.send(
@@ -46,13 +52,19 @@ Proxy-Require: sec-agree
         d.access_port,
     )
     r = core.expect("REGISTER")
-    core.reply(r, 200, "OK", d.core_port,
-               contact=f"sip:{user}@127.0.0.1:{ue.port}>;expires={expires};x=<")
+    core.reply(
+        r, 200, "OK", d.core_port, contact=f"sip:{user}@127.0.0.1:{ue.port}>;expires={expires};x=<"
+    )
     return ue.expect(200)
 
 
-def audio_offer(port: int, proto: str = "RTP/SAVP", cryptos: list[str] | None = None,
-                e2ae: str | None = "requested", extra: str = "") -> str:
+def audio_offer(
+    port: int,
+    proto: str = "RTP/SAVP",
+    cryptos: list[str] | None = None,
+    e2ae: str | None = "requested",
+    extra: str = "",
+) -> str:
     lines = [
         "v=0",
         "o=- 1 1 IN IP4 127.0.0.1",
@@ -63,8 +75,10 @@ def audio_offer(port: int, proto: str = "RTP/SAVP", cryptos: list[str] | None = 
         "a=rtpmap:96 AMR-WB/16000/1",
     ]
     if cryptos is None and "SAVP" in proto:
-        cryptos = [f"1 AES_CM_128_HMAC_SHA1_80 inline:{K11}",
-                   f"2 AES_CM_128_HMAC_SHA1_32 inline:{K11_32}"]
+        cryptos = [
+            f"1 AES_CM_128_HMAC_SHA1_80 inline:{K11}",
+            f"2 AES_CM_128_HMAC_SHA1_32 inline:{K11_32}",
+        ]
     lines += [f"a=crypto:{c}" for c in cryptos or []]
     if e2ae:
         lines.append(f"a=3ge2ae:{e2ae}")
@@ -74,8 +88,9 @@ def audio_offer(port: int, proto: str = "RTP/SAVP", cryptos: list[str] | None = 
     return "\n".join(lines) + "\n"
 
 
-def invite(ue: UdpPeer, d: Daemon, sdp: str | None, call_id: str, *, to: str = "bob",
-           extra: str = "") -> None:
+def invite(
+    ue: UdpPeer, d: Daemon, sdp: str | None, call_id: str, *, to: str = "bob", extra: str = ""
+) -> None:
     body = f"Content-Type: application/sdp\n\n{sdp}" if sdp is not None else ""
     hdrs = f"{extra.strip()}\n" if extra.strip() else ""
     ue.send(
@@ -93,8 +108,17 @@ Contact: <sip:alice@127.0.0.1:{ue.port}>
     )
 
 
-def in_dialog(peer: UdpPeer, resp_or_req: SipMessage, method: str, cseq: int, port: int,
-              *, uac: bool, body: str | None = None, branch: str = "") -> None:
+def in_dialog(
+    peer: UdpPeer,
+    resp_or_req: SipMessage,
+    method: str,
+    cseq: int,
+    port: int,
+    *,
+    uac: bool,
+    body: str | None = None,
+    branch: str = "",
+) -> None:
     """Send an in-dialog request. `uac`: we are the caller (route set from the 2xx, reversed)."""
     m = resp_or_req
     if uac:
@@ -107,12 +131,19 @@ def in_dialog(peer: UdpPeer, resp_or_req: SipMessage, method: str, cseq: int, po
             frm += ";tag=b1"  # the tag our peer answered with
 
     target = contact_uri(m)
-    lines = [f"{method} {target} SIP/2.0",
-             f"Via: SIP/2.0/UDP 127.0.0.1:{peer.port};branch=z9hG4bK-{method}{cseq}{branch};rport",
-             "Max-Forwards: 70"]
+    lines = [
+        f"{method} {target} SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:{peer.port};branch=z9hG4bK-{method}{cseq}{branch};rport",
+        "Max-Forwards: 70",
+    ]
     lines += [f"Route: {r}" for r in routes]
-    lines += [f"From: {frm}", f"To: {to}", f"Call-ID: {m.call_id}",
-              f"CSeq: {cseq} {method}", f"Contact: <sip:x@127.0.0.1:{peer.port}>"]
+    lines += [
+        f"From: {frm}",
+        f"To: {to}",
+        f"Call-ID: {m.call_id}",
+        f"CSeq: {cseq} {method}",
+        f"Contact: <sip:x@127.0.0.1:{peer.port}>",
+    ]
     if body is not None:
         lines += ["Content-Type: application/sdp", "", *body.strip("\n").split("\n")]
     peer.send("\n".join(lines), port)
@@ -132,7 +163,7 @@ def crypto_lines(sdp: bytes, index: int = 0) -> list[str]:
 
 
 def key_of(crypto_line: str) -> tuple[str, bytes]:
-    c = parse_crypto(crypto_line[len("a=crypto:"):])
+    c = parse_crypto(crypto_line[len("a=crypto:") :])
     return c.suite, c.key.key_salt
 
 
@@ -169,7 +200,9 @@ class MediaPeer:
 def srtp_session(suite: str, key_salt: bytes, outbound: bool) -> pylibsrtp.Session:
     pol = pylibsrtp.Policy(
         key=key_salt,
-        ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND if outbound else pylibsrtp.Policy.SSRC_ANY_INBOUND,
+        ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND
+        if outbound
+        else pylibsrtp.Policy.SSRC_ANY_INBOUND,
         srtp_profile=PROFILES[suite],
     )
     return pylibsrtp.Session(policy=pol)

@@ -27,7 +27,8 @@ from pcscf_alg.agw.certs import GatewayCertificate, load_or_create
 from pcscf_alg.sdp.crypto import CryptoAttr, parse_crypto
 from pcscf_alg.sdp.model import Media, Sdp
 from pcscf_alg.sip.message import SipMessage, parse_message
-from tests.sipp import SippProcess
+from tests.e2e.daemon import Daemon
+from tests.sipp import SippAgent, SippProcess, start
 
 HOST = "127.0.0.1"
 
@@ -71,12 +72,16 @@ def wait_traced(
                 return t.msg
         if time.monotonic() > deadline or not proc.running():
             res = proc.wait(timeout=0.5) if not proc.running() else None
-            dump = res.dump() if res is not None else proc.files.messages.read_text(errors="replace")
+            dump = (
+                res.dump() if res is not None else proc.files.messages.read_text(errors="replace")
+            )
             raise AssertionError(f"{proc.agent.label}: no {what} within {timeout}s\n{dump}")
         time.sleep(0.03)
 
 
-def received(method_or_status: str | int, cseq_method: str | None = None) -> Callable[[Traced], bool]:
+def received(
+    method_or_status: str | int, cseq_method: str | None = None
+) -> Callable[[Traced], bool]:
     def pred(t: Traced) -> bool:
         if t.sent:
             return False
@@ -271,7 +276,10 @@ def msrp_send(tid: str, to_path: str, from_path: str, body: bytes) -> bytes:
 
 
 def msrp_ok(tid: str, to_path: str, from_path: str) -> bytes:
-    return f"MSRP {tid} 200 OK\r\nTo-Path: {to_path}\r\nFrom-Path: {from_path}\r\n-------{tid}$\r\n".encode()
+    return (
+        f"MSRP {tid} 200 OK\r\nTo-Path: {to_path}\r\nFrom-Path: {from_path}\r\n"
+        f"-------{tid}$\r\n"
+    ).encode()
 
 
 @dataclass
@@ -340,5 +348,71 @@ def closing_all(*socks: socket.socket) -> Iterator[None]:
         yield
     finally:
         for s in socks:
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+# ------------------------------------------------------------------------------ SIPp call pairs
+
+
+def assert_released(d: Daemon) -> None:
+    """After each call: the gateway holds zero ports and the ALG zero calls (release is async)."""
+    st = d.wait_stats(lambda s: s["agw_ports"] == 0 and s["dialogs"] == 0, timeout=10)
+    assert st["agw_ports"] == 0, st
+    assert st["dialogs"] == 0, st
+    assert st["agw_contexts"] == 0, st
+
+
+@dataclass
+class Pair:
+    """A core-side SIPp (UAS on the daemon's next hop) and a UE SIPp (UAC via the access port)."""
+
+    core: SippProcess
+    ue: SippProcess
+
+    def finish(self) -> None:
+        ue = self.ue.wait()
+        core = self.core.wait(timeout=ue.duration + 8)
+        problems = [r for r in (ue, core) if not r.ok]
+        assert not problems, "\n\n".join(r.dump(12000) for r in problems)
+
+
+@contextlib.contextmanager
+def sipp_pair(
+    d: Daemon, tmp_path: Path, *, ue_keys: dict[str, str], core_keys: dict[str, str],
+    ue_scenario: str = "ue_e2ae_orig.xml", core_scenario: str = "scscf_e2ae_orig.xml",
+    timeout: float = 20.0,
+) -> Iterator[Pair]:
+    core = SippAgent(core_scenario, role="uas", local_port=d.next_hop_port, keys=core_keys,
+                     timeout=timeout, name="core")
+    ue = SippAgent(ue_scenario, role="uac", remote=f"{HOST}:{d.next_hop_port}",
+                   rsa=f"{HOST}:{d.access_port}", service="alice", keys=ue_keys,
+                   timeout=timeout, name="ue")
+    cp = start(core, tmp_path)
+    up: SippProcess | None = None
+    try:
+        assert cp.wait_ready(5), cp.wait(timeout=0).dump()
+        up = start(ue, tmp_path)
+        yield Pair(cp, up)
+    finally:
+        if up is not None:
+            up.stop()
+        cp.stop()
+
+
+@dataclass
+class UeMedia:
+    rtp: socket.socket
+    core_rtp: socket.socket
+    core_msrp: socket.socket  # listening: the far end answers a=setup:passive
+    k1: str
+    k2: str
+
+    @classmethod
+    def open(cls) -> UeMedia:
+        return cls(udp_socket(), udp_socket(), tcp_listener(), new_key(), new_key())
+
+    def close(self) -> None:
+        for s in (self.rtp, self.core_rtp, self.core_msrp):
             with contextlib.suppress(OSError):
                 s.close()

@@ -62,7 +62,9 @@ class UdpPeer:
             data = text
         self.sock.sendto(data, (host, port))
 
-    def recv(self, timeout: float = 5.0, *, skip_100: bool = True) -> tuple[SipMessage, tuple[str, int]]:
+    def recv(
+        self, timeout: float = 5.0, *, skip_100: bool = True
+    ) -> tuple[SipMessage, tuple[str, int]]:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -86,8 +88,18 @@ class UdpPeer:
             if isinstance(what, str) and msg.method == what:
                 return msg
 
-    def reply(self, req: SipMessage, status: int, reason: str, port: int, *, to_tag: str = "t1",
-              extra: str = "", body: str = "", contact: str | None = None) -> None:
+    def reply(
+        self,
+        req: SipMessage,
+        status: int,
+        reason: str,
+        port: int,
+        *,
+        to_tag: str = "t1",
+        extra: str = "",
+        body: str = "",
+        contact: str | None = None,
+    ) -> None:
         """Answer `req` (copying Via, Record-Route, From, To(+tag), Call-ID, CSeq)."""
         h = req.headers
         lines = [f"SIP/2.0 {status} {reason}"]

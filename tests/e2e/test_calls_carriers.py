@@ -58,8 +58,9 @@ def assert_released(d: Daemon) -> None:
     assert (st["agw_ports"], st["dialogs"]) == (0, 0), st
 
 
-def core_invite(core: UdpPeer, d: Daemon, ue: UdpPeer, sdp: str | None, call_id: str,
-                extra: str = "") -> None:
+def core_invite(
+    core: UdpPeer, d: Daemon, ue: UdpPeer, sdp: str | None, call_id: str, extra: str = ""
+) -> None:
     """The S-CSCF sends a terminating INVITE to the UE's registered contact via the core side."""
     body = f"Content-Type: application/sdp\n\n{sdp}" if sdp is not None else ""
     hdrs = f"{extra.strip()}\n" if extra.strip() else ""
@@ -78,7 +79,9 @@ Contact: <sip:carol@127.0.0.1:{core.port}>
     )
 
 
-def ue_answer(k: str = K22, tag: int = 1, port: int = 49200, suite: str = "AES_CM_128_HMAC_SHA1_80") -> str:
+def ue_answer(
+    k: str = K22, tag: int = 1, port: int = 49200, suite: str = "AES_CM_128_HMAC_SHA1_80"
+) -> str:
     return f"""v=0
 o=- 3 3 IN IP4 127.0.0.1
 s=-
@@ -106,8 +109,7 @@ def test_terminating_rtp_k21_k22_and_media(peers: Any) -> None:
         assert all("|" not in ln for ln in lines)  # no lifetime, no MKI
         assert b"a=3ge2ae:applied" in inv.body
         suite, k21 = key_of(lines[0])
-        ue.reply(inv, 200, "OK", d.access_port, to_tag="u1",
-                 body=ue_answer(port=ue_media.port))
+        ue.reply(inv, 200, "OK", d.access_port, to_tag="u1", body=ue_answer(port=ue_media.port))
         ok = core.expect(200)
         _, agw_core, proto = audio_port(ok.body)
         # step 7: RTP towards the core, UE crypto removed
@@ -155,8 +157,15 @@ def test_reliable_183_answer_then_prack_and_200(peers: Any) -> None:
     register(d, ue, core)
     invite(ue, d, audio_offer(40300), "prack-1", extra="Supported: 100rel")
     inv = core.expect("INVITE")
-    core.reply(inv, 183, "Session Progress", d.core_port, to_tag="b1",
-               extra="Require: 100rel\nRSeq: 1", body=plain(40400))
+    core.reply(
+        inv,
+        183,
+        "Session Progress",
+        d.core_port,
+        to_tag="b1",
+        extra="Require: 100rel\nRSeq: 1",
+        body=plain(40400),
+    )
     p183 = ue.expect(183)
     assert b"RTP/SAVP" in p183.body
     (line,) = crypto_lines(p183.body)
@@ -195,8 +204,14 @@ def test_reinvite_hold_resume_keeps_the_key(peers: Any) -> None:
     assert b"RTP/SAVP" in re_inv.body and b"a=sendonly" in re_inv.body
     assert b"a=3ge2ae:applied" in re_inv.body
     k21_lines = crypto_lines(re_inv.body)
-    ue.reply(re_inv, 200, "OK", d.access_port, to_tag="", body=ue_answer(port=40500).replace(
-        "sendrecv", "recvonly"))
+    ue.reply(
+        re_inv,
+        200,
+        "OK",
+        d.access_port,
+        to_tag="",
+        body=ue_answer(port=40500).replace("sendrecv", "recvonly"),
+    )
     ok2 = core.expect(200)
     assert b"RTP/AVP" in ok2.body and b"a=crypto" not in ok2.body
     in_dialog(core, ok2, "ACK", 2, d.core_port, uac=True)
@@ -208,8 +223,15 @@ def test_reinvite_hold_resume_keeps_the_key(peers: Any) -> None:
     core.expect(200)
     # A UE re-INVITE that keeps its current key (K22 since the last exchange) gets our current
     # key (K21) back: same tag, suite and key, so no crypto context is reset (RFC 4568 §7.1.4).
-    in_dialog(ue, ok, "INVITE", 4, d.access_port, uac=True, body=audio_offer(
-        40500, cryptos=[f"1 AES_CM_128_HMAC_SHA1_80 inline:{K22}"]))
+    in_dialog(
+        ue,
+        ok,
+        "INVITE",
+        4,
+        d.access_port,
+        uac=True,
+        body=audio_offer(40500, cryptos=[f"1 AES_CM_128_HMAC_SHA1_80 inline:{K22}"]),
+    )
     inv3 = core.expect("INVITE")
     core.reply(inv3, 200, "OK", d.core_port, to_tag="b1", body=plain(40600, 4))
     ok3 = ue.expect(200)
@@ -230,8 +252,15 @@ def test_update_in_early_dialog(peers: Any) -> None:
     register(d, ue, core)
     invite(ue, d, audio_offer(40700), "update-1", extra="Supported: 100rel")
     inv = core.expect("INVITE")
-    core.reply(inv, 183, "Session Progress", d.core_port, to_tag="b1",
-               extra="Require: 100rel\nRSeq: 1", body=plain(40800))
+    core.reply(
+        inv,
+        183,
+        "Session Progress",
+        d.core_port,
+        to_tag="b1",
+        extra="Require: 100rel\nRSeq: 1",
+        body=plain(40800),
+    )
     p183 = ue.expect(183)
     in_dialog(ue, p183, "PRACK", 2, d.access_port, uac=True)
     core.reply(core.expect("PRACK"), 200, "OK", d.core_port, to_tag="b1")

@@ -31,7 +31,11 @@ def peers(daemon: Daemon) -> Iterator[tuple[Daemon, UdpPeer, UdpPeer]]:
 
 def msrp_offer(port: int, fp: str, *, cema: bool, e2ae: bool = True) -> str:
     lines = [
-        "v=0", "o=- 1 1 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0",
+        "v=0",
+        "o=- 1 1 IN IP4 127.0.0.1",
+        "s=-",
+        "c=IN IP4 127.0.0.1",
+        "t=0 0",
         f"m=message {port} TCP/TLS/MSRP *",
         "a=accept-types:message/cpim text/plain",
         f"a=path:msrps://127.0.0.1:{port}/uesid77;tcp",
@@ -48,7 +52,11 @@ def msrp_offer(port: int, fp: str, *, cema: bool, e2ae: bool = True) -> str:
 
 def core_answer(port: int, *, cema: bool) -> str:
     lines = [
-        "v=0", "o=- 2 2 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0",
+        "v=0",
+        "o=- 2 2 IN IP4 127.0.0.1",
+        "s=-",
+        "c=IN IP4 127.0.0.1",
+        "t=0 0",
         f"m=message {port} TCP/MSRP *",
         "a=accept-types:message/cpim text/plain",
         f"a=path:msrp://127.0.0.1:{port}/coresid9;tcp",
@@ -83,10 +91,14 @@ def tls_client(port: int, cert: GatewayCertificate) -> ssl.SSLSocket:
 def send_msrp(to_path: str, from_path: str, tid: str = "tx1a2b") -> bytes:
     body = b"Hello over e2ae MSRP"
     return (
-        f"MSRP {tid} SEND\r\nTo-Path: {to_path}\r\nFrom-Path: {from_path}\r\n"
-        f"Message-ID: m1\r\nByte-Range: 1-{len(body)}/{len(body)}\r\n"
-        f"Content-Type: text/plain\r\n\r\n"
-    ).encode() + body + f"\r\n-------{tid}$\r\n".encode()
+        (
+            f"MSRP {tid} SEND\r\nTo-Path: {to_path}\r\nFrom-Path: {from_path}\r\n"
+            f"Message-ID: m1\r\nByte-Range: 1-{len(body)}/{len(body)}\r\n"
+            f"Content-Type: text/plain\r\n\r\n"
+        ).encode()
+        + body
+        + f"\r\n-------{tid}$\r\n".encode()
+    )
 
 
 def read_msrp(sock: socket.socket, tid: str) -> bytes:
@@ -125,8 +137,7 @@ def test_originating_msrp_tls_to_tcp(peers: Any, tmp_path: Path, cema: bool) -> 
             assert attrs["path"] == "msrps://127.0.0.1:50000/uesid77;tcp"  # untouched (RFC 6714)
         else:
             assert attrs["path"] == f"msrp://127.0.0.1:{agw_core_port}/uesid77;tcp"
-        core.reply(inv, 200, "OK", d.core_port, to_tag="b1",
-                   body=core_answer(core_port, cema=cema))
+        core.reply(inv, 200, "OK", d.core_port, to_tag="b1", body=core_answer(core_port, cema=cema))
         ok = ue.expect(200)
         agw_access_port, proto, attrs = media(ok.body)
         # step 8: TLS towards the UE with the gateway's fingerprint; the UE connects (passive)
@@ -153,14 +164,18 @@ def test_originating_msrp_tls_to_tcp(peers: Any, tmp_path: Path, cema: bool) -> 
             with conn:
                 got = read_msrp(conn, "tx1a2b")
                 assert b"Hello over e2ae MSRP" in got
-                assert header(got, "To-Path") == "msrp://127.0.0.1:%d/coresid9;tcp" % core_port
+                assert header(got, "To-Path") == f"msrp://127.0.0.1:{core_port}/coresid9;tcp"
                 if cema:
                     assert got == send_msrp(to_path, ue_path)  # bytes unchanged
                 else:
                     # the core peer sees the URIs its SDP promised (our core-side path)
-                    assert header(got, "From-Path") == f"msrp://127.0.0.1:{agw_core_port}/uesid77;tcp"
-                resp = (f"MSRP tx1a2b 200 OK\r\nTo-Path: {header(got, 'From-Path')}\r\n"
-                        f"From-Path: {header(got, 'To-Path')}\r\n-------tx1a2b$\r\n").encode()
+                    assert (
+                        header(got, "From-Path") == f"msrp://127.0.0.1:{agw_core_port}/uesid77;tcp"
+                    )
+                resp = (
+                    f"MSRP tx1a2b 200 OK\r\nTo-Path: {header(got, 'From-Path')}\r\n"
+                    f"From-Path: {header(got, 'To-Path')}\r\n-------tx1a2b$\r\n"
+                ).encode()
                 conn.sendall(resp)
                 back = read_msrp(tls, "tx1a2b")
                 assert back.startswith(b"MSRP tx1a2b 200 OK")

@@ -63,13 +63,14 @@ def test_originating_rtp_srtp_to_rtp_and_back(peers: Any) -> None:
     try:
         invite(ue, d, audio_offer(ue_media.port), "orig-rtp-1")
         inv = core.expect("INVITE")
-        host, agw_core_port, proto = audio_port(inv.body)
+        _, agw_core_port, proto = audio_port(inv.body)
         # TS 33.328 7.2.1 step 3: plain RTP, no crypto, no 3ge2ae, gateway core address
         assert proto == "RTP/AVP"
         assert b"a=crypto" not in inv.body and b"3ge2ae" not in inv.body
         assert agw_core_port != ue_media.port
-        core.reply(inv, 200, "OK", d.core_port, to_tag="b1",
-                   body=PLAIN_ANSWER.format(port=core_media.port))
+        core.reply(
+            inv, 200, "OK", d.core_port, to_tag="b1", body=PLAIN_ANSWER.format(port=core_media.port)
+        )
         ok = ue.expect(200)
         _, agw_access_port, proto = audio_port(ok.body)
         assert proto == "RTP/SAVP"
@@ -119,7 +120,7 @@ def test_originating_rtp_srtp_to_rtp_and_back(peers: Any) -> None:
 
 
 def test_unregistered_e2ae_request_is_rejected_488_and_leaves_nothing(peers: Any) -> None:
-    d, ue, core = peers
+    d, ue, _ = peers
     # no registration: e2ae requested without established support = NOTE 2a -> strict reject
     invite(ue, d, audio_offer(40000), "note2a-1")
     resp = ue.expect(488)
@@ -148,7 +149,7 @@ def test_savp_without_indication_passes_end_to_end(peers: Any) -> None:
     inv = core.expect("INVITE")
     # TS 33.328 7.2.1 step 2: no indication -> e2e (7.2.2): proto and crypto untouched
     assert b"RTP/SAVP" in inv.body and inv.body.count(b"a=crypto") == 2
-    assert f"m=audio 40000".encode() in inv.body
+    assert b"m=audio 40000" in inv.body
     core.reply(inv, 486, "Busy Here", d.core_port)
     ue.expect(486)
     assert_released(d)

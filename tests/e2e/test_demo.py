@@ -22,7 +22,10 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(cfg))
     out = subprocess.run(
         [sys.executable, "-m", "pcscf_alg.demo", "--config", str(path), "--seconds", "1"],
-        capture_output=True, text=True, timeout=90, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=ROOT,
     )
     text = out.stdout + out.stderr
     assert out.returncode == 0, text

@@ -3,6 +3,7 @@ daemon in between (issue 2 "Must show")."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import time
@@ -55,8 +56,16 @@ def _pair(
 @pytest.mark.parametrize("transport", ["u1", "t1"])
 def test_200_calls_at_20_cps(daemon_factory: Any, tmp_path: Path, transport: str) -> None:
     d: Daemon = daemon_factory(tcp_next_hop=transport == "t1")
-    res = _pair(d, tmp_path, "uac_basic.xml", "uas_basic.xml", transport=transport, calls=200,
-                rate=20, timeout=40)
+    res = _pair(
+        d,
+        tmp_path,
+        "uac_basic.xml",
+        "uas_basic.xml",
+        transport=transport,
+        calls=200,
+        rate=20,
+        timeout=40,
+    )
     assert res.ok, res.dump()
     assert res.uac.successful_calls == 200, res.dump()
     st = d.wait_stats(lambda s: sum(s["transactions"].values()) == 0, timeout=15)
@@ -162,10 +171,8 @@ def test_10000_random_and_mutated_datagrams_then_calls_still_work(
         s.setblocking(False)
         for i, data in enumerate(payloads):
             port = daemon.access_port if i % 2 == 0 else daemon.core_port
-            try:
+            with contextlib.suppress(OSError):
                 s.sendto(data, ("127.0.0.1", port))
-            except OSError:
-                pass
             if i % 200 == 0:
                 time.sleep(0.01)  # stay below the kernel's loopback queue
                 try:

@@ -23,8 +23,9 @@ SC = {
 }
 
 
-def _register_with_sipp(d: Daemon, tmp_path: Path, sc: str, sschk: str, transport: str = "u1",
-                        mismatch: bool = False) -> Any:
+def _register_with_sipp(
+    d: Daemon, tmp_path: Path, sc: str, sschk: str, transport: str = "u1", mismatch: bool = False
+) -> Any:
     reg = SippAgent(
         "registrar_mediasec.xml",
         role="uas",

@@ -9,24 +9,24 @@ with the daemon holding no gateway port and no call.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.e2e.daemon import Daemon
 from tests.e2e.sipp_e2ae import (
     HOST,
+    UeMedia,
     addr,
+    assert_released,
     cryptos,
     exchange_plain_rtp,
     exchange_srtp,
-    fingerprint,
     media,
     msrp_ok,
     msrp_send,
@@ -34,13 +34,11 @@ from tests.e2e.sipp_e2ae import (
     read_msrp,
     received,
     sdp_of,
-    tcp_listener,
+    sipp_pair,
     ue_certificate,
     ue_tls_connect,
-    udp_socket,
     wait_traced,
 )
-from tests.sipp import SippAgent, SippProcess, start
 
 SUITE80 = "AES_CM_128_HMAC_SHA1_80"
 REQ = "\r\na=3ge2ae:requested"
@@ -49,73 +47,9 @@ BOTH = "sdes-srtp;mediasec, msrp-tls;mediasec"
 HOLD_MS = 2500
 
 
-def assert_released(d: Daemon) -> None:
-    """After each call: the gateway holds zero ports and the ALG zero calls (release is async)."""
-    st = d.wait_stats(lambda s: s["agw_ports"] == 0 and s["dialogs"] == 0, timeout=10)
-    assert st["agw_ports"] == 0, st
-    assert st["dialogs"] == 0, st
-    assert st["agw_contexts"] == 0, st
-
-
-@dataclass
-class Pair:
-    """A core-side SIPp (UAS on the daemon's next hop) and a UE SIPp (UAC via the access port)."""
-
-    core: SippProcess
-    ue: SippProcess
-    procs: list[SippProcess] = field(default_factory=list)
-
-    def finish(self) -> None:
-        ue = self.ue.wait()
-        core = self.core.wait(timeout=ue.duration + 8)
-        problems = [r for r in (ue, core) if not r.ok]
-        assert not problems, "\n\n".join(r.dump(12000) for r in problems)
-
-
-@contextlib.contextmanager
-def orig_pair(
-    d: Daemon, tmp_path: Path, *, ue_keys: dict[str, str], core_keys: dict[str, str],
-    ue_scenario: str = "ue_e2ae_orig.xml", core_scenario: str = "scscf_e2ae_orig.xml",
-    timeout: float = 20.0,
-) -> Iterator[Pair]:
-    core = SippAgent(core_scenario, role="uas", local_port=d.next_hop_port, keys=core_keys,
-                     timeout=timeout, name="core")
-    ue = SippAgent(ue_scenario, role="uac", remote=f"{HOST}:{d.next_hop_port}",
-                   rsa=f"{HOST}:{d.access_port}", service="alice", keys=ue_keys,
-                   timeout=timeout, name="ue")
-    cp = start(core, tmp_path)
-    up: SippProcess | None = None
-    try:
-        assert cp.wait_ready(5), cp.wait(timeout=0).dump()
-        up = start(ue, tmp_path)
-        yield Pair(cp, up)
-    finally:
-        if up is not None:
-            up.stop()
-        cp.stop()
-
-
-@dataclass
-class UeMedia:
-    rtp: socket.socket
-    core_rtp: socket.socket
-    core_msrp: socket.socket  # listening: the far end answers a=setup:passive
-    k1: str
-    k2: str
-
-    @property
-    def ports(self) -> dict[str, str]:
-        return {"rtp_port": str(self.rtp.getsockname()[1])}
-
-    def close(self) -> None:
-        for s in (self.rtp, self.core_rtp, self.core_msrp):
-            with contextlib.suppress(OSError):
-                s.close()
-
-
 @pytest.fixture
 def peers() -> Iterator[UeMedia]:
-    m = UeMedia(udp_socket(), udp_socket(), tcp_listener(), new_key(), new_key())
+    m = UeMedia.open()
     try:
         yield m
     finally:
@@ -149,9 +83,11 @@ def orig_keys(
 
 def msrp_roundtrip(
     ue_cert: Any, ue_ans: Any, core_listener: socket.socket, *, cema: bool,
-    ue_path: str, core_offer_path: str,
+    ue_path: str, core_offer_path: tuple[str, str],
+    wrap_core: Callable[[socket.socket], socket.socket] | None = None,
 ) -> None:
-    """UE (TLS client) -> gateway -> core (TCP): SEND, and its 200 back."""
+    """UE (TLS client) -> gateway -> core (TCP, or TLS with `wrap_core`): SEND, and its 200
+    back. `core_offer_path`: (the core's own path, the path it was given for the UE)."""
     m = media(ue_ans, "message")
     agw_fp = (m.attr("fingerprint") or "").split(" ", 1)[1]
     to_path = m.attr("path")
@@ -160,6 +96,9 @@ def msrp_roundtrip(
     with tls:
         tls.sendall(msrp_send("tx7Kq2aP", to_path, ue_path, b"hello core"))
         conn, _ = core_listener.accept()
+        conn.settimeout(3)
+        if wrap_core is not None:
+            conn = wrap_core(conn)
         with conn:
             conn.settimeout(3)
             req = read_msrp(conn.recv)
@@ -188,7 +127,7 @@ def test_originating_rtp_and_msrp(daemon: Daemon, tmp_path: Path, peers: UeMedia
                                   cema: bool) -> None:
     cert, fp = ue_certificate(tmp_path)
     ue_keys, core_keys = orig_keys(peers, fp, xm=REQ + (CEMA if cema else ""))
-    with orig_pair(daemon, tmp_path, ue_keys=ue_keys, core_keys=core_keys) as pair:
+    with sipp_pair(daemon, tmp_path, ue_keys=ue_keys, core_keys=core_keys) as pair:
         inv = wait_traced(pair.core, received("INVITE"), "INVITE at the core")
         ok = wait_traced(pair.ue, received(200, "INVITE"), "200 to the INVITE at the UE")
         core_sdp, ue_sdp = sdp_of(inv), sdp_of(ok)
@@ -247,7 +186,7 @@ def term_keys(
 
 def term_pair(d: Daemon, tmp_path: Path, ue_keys: dict[str, str], core_keys: dict[str, str],
               **kw: Any) -> Any:
-    return orig_pair(d, tmp_path, ue_keys=ue_keys, core_keys=core_keys,
+    return sipp_pair(d, tmp_path, ue_keys=ue_keys, core_keys=core_keys,
                      ue_scenario="ue_e2ae_term.xml", core_scenario="scscf_e2ae_term.xml", **kw)
 
 
@@ -297,7 +236,7 @@ def test_terminating_rtp_and_msrp(daemon: Daemon, tmp_path: Path, peers: UeMedia
 def _tls_must_fail(cert: Any, to: tuple[str, int], agw_fp: str) -> None:
     """The UE presents a certificate that is not the one it signalled: the gateway aborts the
     handshake (with TLS 1.3 the client may finish first and see the alert on its first read)."""
-    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):  # noqa: PT012
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         tls = ue_tls_connect(cert, to, agw_fp)
         with tls:
             tls.sendall(msrp_send("zz9Qk3Tx", "msrp://x/y;tcp", "msrp://x/z;tcp", b"x"))
@@ -315,7 +254,7 @@ def test_wrong_certificate_fails_handshake_and_call_is_torn_down(
     assert wrong_fp != fp
     if direction == "originating":
         ue_keys, core_keys = orig_keys(peers, fp, bye_ue="recv")
-        ctx = orig_pair(daemon, tmp_path, ue_keys=ue_keys, core_keys=core_keys)
+        ctx = sipp_pair(daemon, tmp_path, ue_keys=ue_keys, core_keys=core_keys)
     else:
         ue_keys, core_keys = term_keys(peers, fp, bye_core="recv", bye_ue="recv")
         ctx = term_pair(daemon, tmp_path, ue_keys, core_keys)
@@ -338,3 +277,178 @@ def test_wrong_certificate_fails_handshake_and_call_is_torn_down(
             peers.core_msrp.accept()
     assert_released(daemon)
     assert daemon.stats()["calls"]["teardown_bye"] >= 2
+
+
+# ------------------------------------------------------------------------------------ error case
+
+
+def test_e2ae_requested_without_registered_support_gets_488(
+    daemon: Daemon, tmp_path: Path, peers: UeMedia
+) -> None:
+    with sipp_pair(
+        daemon, tmp_path, ue_scenario="ue_e2ae_rejected.xml", core_scenario="registrar_e2ae.xml",
+        ue_keys={"sc": "msrp-tls;mediasec", "k1": peers.k1,
+                 "rtp_port": str(peers.rtp.getsockname()[1])},
+        core_keys={"linger": "1500"},
+    ) as pair:
+        pair.finish()
+    st = daemon.stats()
+    assert st["calls"]["rejected_488"] == 1, st
+    assert st["agw_ports"] == 0 and st["dialogs"] == 0, st
+
+
+# ------------------------------------------------------------------------- policy by config only
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+
+
+def policy_file(name: str) -> dict[str, Any]:
+    """The `policy:` section of config/policy-<name>.yaml, exactly as shipped."""
+    data = yaml.safe_load((CONFIG_DIR / f"policy-{name}.yaml").read_text())
+    return dict(data["policy"])
+
+
+def start_daemon(factory: Any, policy: str | None) -> Daemon:
+    return factory() if policy is None else factory(policy=policy_file(policy))  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("policy", "msrp_mode"),
+    [(None, "pass"), ("rcs51", "e2ae")],
+    ids=["strict-pass", "rcs51-terminate"],
+)
+def test_policy_originating_msrp_tls_without_indication(
+    daemon_factory: Any, tmp_path: Path, peers: UeMedia, policy: str | None, msrp_mode: str
+) -> None:
+    """7.2.1 step 2 / NOTE x: TCP/TLS/MSRP with a fingerprint but no a=3ge2ae:requested is
+    passed end to end (strict 3GPP) or terminated at the gateway (RCS 5.1), by config alone."""
+    d = start_daemon(daemon_factory, policy)
+    cert, fp = ue_certificate(tmp_path)
+    _, core_fp = ue_certificate(tmp_path, "far-end")
+    ue_keys, core_keys = orig_keys(peers, fp, xm=CEMA, msrp_mode=msrp_mode)
+    if msrp_mode == "pass":
+        core_keys["xm"] = f"\r\na=fingerprint:sha-256 {core_fp}" + CEMA
+    with sipp_pair(d, tmp_path, ue_keys=ue_keys, core_keys=core_keys) as pair:
+        core_sdp = sdp_of(wait_traced(pair.core, received("INVITE"), "INVITE at the core"))
+        ue_sdp = sdp_of(wait_traced(pair.ue, received(200, "INVITE"), "200 at the UE"))
+        core_m, ue_m = media(core_sdp, "message"), media(ue_sdp, "message")
+        if msrp_mode == "pass":
+            # end to end: the far end sees the UE's own fingerprint and address, and vice versa
+            assert core_m.attr("fingerprint") == f"sha-256 {fp}"
+            assert addr(core_sdp, "message") == (HOST, 41010)
+            assert ue_m.attr("fingerprint") == f"sha-256 {core_fp}"
+            assert addr(ue_sdp, "message") == (HOST, peers.core_msrp.getsockname()[1])
+        else:
+            assert core_m.proto == "TCP/MSRP" and core_m.attr("fingerprint") is None
+            ue_path = f"msrps://{HOST}:41010/ue{pair.ue.pid};tcp"
+            core_path = f"msrp://{HOST}:{peers.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
+            msrp_roundtrip(cert, ue_sdp, peers.core_msrp, cema=True, ue_path=ue_path,
+                           core_offer_path=(core_path, ue_path))
+        # the audio stream asked for e2ae in both cases
+        assert media(core_sdp, "audio").proto == "RTP/AVP"
+        pair.finish()
+    assert_released(d)
+
+
+@pytest.mark.parametrize(
+    ("policy", "msrp_mode"),
+    [(None, "pass"), ("rcs51", "e2ae")],
+    ids=["strict-none", "rcs51-terminate"],
+)
+def test_policy_terminating_msrp_for_ue_without_msrp_tls_registration(
+    daemon_factory: Any, tmp_path: Path, peers: UeMedia, policy: str | None, msrp_mode: str
+) -> None:
+    """7.3.1 step 3 / NOTE x: TCP/MSRP from the core towards a UE that registered only
+    sdes-srtp;mediasec: no media security (strict) or TLS towards the UE anyway (RCS 5.1)."""
+    d = start_daemon(daemon_factory, policy)
+    cert, fp = ue_certificate(tmp_path)
+    ue_keys, core_keys = term_keys(peers, fp, sc="sdes-srtp;mediasec", msrp_mode=msrp_mode,
+                                   ue_mscheme="msrps" if msrp_mode == "e2ae" else "msrp")
+    with term_pair(d, tmp_path, ue_keys, core_keys) as pair:
+        ue_sdp = sdp_of(wait_traced(pair.ue, received("INVITE"), "INVITE at the UE"))
+        wait_traced(pair.core, received(200, "INVITE"), "200 at the core")
+        ue_m = media(ue_sdp, "message")
+        if msrp_mode == "pass":
+            assert ue_m.proto == "TCP/MSRP" and ue_m.attr("fingerprint") is None
+            assert ue_m.attrs("3ge2ae") == []
+        else:
+            assert ue_m.proto == "TCP/TLS/MSRP" and ue_m.attrs("3ge2ae") == ["applied"]
+            ue_path = f"msrps://{HOST}:41010/ue{pair.ue.pid};tcp"
+            core_path = f"msrp://{HOST}:{peers.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
+            msrp_roundtrip(cert, ue_sdp, peers.core_msrp, cema=True, ue_path=ue_path,
+                           core_offer_path=(core_path, ue_path))
+        # RTP support was registered: e2ae in both cases
+        assert media(ue_sdp, "audio").attrs("3ge2ae") == ["applied"]
+        pair.finish()
+    assert_released(d)
+
+
+@pytest.mark.parametrize(
+    ("policy", "core_mode"), [(None, "pass"), ("lawful-intercept", "li")],
+    ids=["strict-pass", "li-terminate"],
+)
+def test_policy_tls_from_the_core_passed_or_terminated(
+    daemon_factory: Any, tmp_path: Path, peers: UeMedia, policy: str | None, core_mode: str
+) -> None:
+    """7.3.1 step 3: TCP/TLS/MSRP offered by the core stays end to end (7.3.3), or, by policy
+    (lawful interception), TLS is terminated at the gateway on both legs."""
+    d = start_daemon(daemon_factory, policy)
+    cert, fp = ue_certificate(tmp_path)
+    core_cert, core_fp = ue_certificate(tmp_path, "far-end")
+    msrp_mode = "pass" if core_mode == "pass" else "e2ae"
+    ue_keys, core_keys = term_keys(
+        peers, fp, mproto="TCP/TLS/MSRP", msrp_mode=msrp_mode, core_msrp_mode=core_mode,
+        xm_core=f"\r\na=fingerprint:sha-256 {core_fp}",
+    )
+    with term_pair(d, tmp_path, ue_keys, core_keys) as pair:
+        ue_sdp = sdp_of(wait_traced(pair.ue, received("INVITE"), "INVITE at the UE"))
+        core_sdp = sdp_of(wait_traced(pair.core, received(200, "INVITE"), "200 at the core"))
+        ue_m, core_m = media(ue_sdp, "message"), media(core_sdp, "message")
+        if core_mode == "pass":
+            assert ue_m.attr("fingerprint") == f"sha-256 {core_fp}"
+            assert core_m.attr("fingerprint") == f"sha-256 {fp}"
+            assert ue_m.attrs("3ge2ae") == []
+        else:
+            agw_fp = (ue_m.attr("fingerprint") or "").split(" ", 1)[1]
+            assert core_m.attr("fingerprint") == f"sha-256 {agw_fp}"  # the gateway's, both legs
+            assert ue_m.attrs("3ge2ae") == ["applied"]
+            sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            sctx.load_cert_chain(core_cert.cert_path, core_cert.key_path)
+
+            def tls_server(conn: socket.socket) -> socket.socket:
+                s = sctx.wrap_socket(conn, server_side=True)
+                return s
+
+            ue_path = f"msrps://{HOST}:41010/ue{pair.ue.pid};tcp"
+            core_path = f"msrps://{HOST}:{peers.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
+            msrp_roundtrip(cert, ue_sdp, peers.core_msrp, cema=True, ue_path=ue_path,
+                           core_offer_path=(core_path, ue_path), wrap_core=tls_server)
+        pair.finish()
+    assert_released(d)
+
+
+def test_pass_through_without_indications_anchors_nothing(
+    daemon: Daemon, tmp_path: Path, peers: UeMedia
+) -> None:
+    """7.2.1 step 2 (7.2.2/7.2.3): RTP/SAVP and TCP/TLS/MSRP without a=3ge2ae:requested are end
+    to end: crypto lines and fingerprint reach the core untouched, no gateway port is used."""
+    _, fp = ue_certificate(tmp_path)
+    _, core_fp = ue_certificate(tmp_path, "far-end")
+    kc = new_key()
+    ue_keys, core_keys = orig_keys(peers, fp, xa="", xm=CEMA, rtp_mode="pass", msrp_mode="pass")
+    core_keys["xa"] = f"\r\na=crypto:1 {SUITE80} inline:{kc}"
+    core_keys["xm"] = f"\r\na=fingerprint:sha-256 {core_fp}" + CEMA
+    with sipp_pair(daemon, tmp_path, ue_keys=ue_keys, core_keys=core_keys) as pair:
+        core_sdp = sdp_of(wait_traced(pair.core, received("INVITE"), "INVITE at the core"))
+        ue_sdp = sdp_of(wait_traced(pair.ue, received(200, "INVITE"), "200 at the UE"))
+        assert media(core_sdp, "audio").attrs("crypto") == [
+            f"1 {SUITE80} inline:{peers.k1}", f"2 AES_CM_128_HMAC_SHA1_32 inline:{peers.k2}"]
+        assert media(ue_sdp, "audio").attrs("crypto") == [f"1 {SUITE80} inline:{kc}"]
+        assert addr(ue_sdp, "audio") == (HOST, peers.core_rtp.getsockname()[1])
+        st = daemon.stats()
+        assert st["agw_ports"] == 0 and st["dialogs"] == 1, st
+        # SRTP flows peer to peer, untouched
+        exchange_plain_rtp(peers.rtp, addr(ue_sdp, "audio"), peers.core_rtp,
+                           addr(core_sdp, "audio"))
+        pair.finish()
+    assert_released(daemon)
