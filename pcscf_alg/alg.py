@@ -13,6 +13,7 @@ emits leaves through that side's sockets.
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import logging
 import secrets
@@ -64,6 +65,9 @@ SUPPORTED_PROXY_EXTENSIONS = frozenset({"sec-agree", "mediasec"})
 # Removed towards the core on REGISTER (spec README §1.2 item 4).
 SEC_OPTION_TAGS = {"sec-agree", "mediasec"}
 DEFAULT_MAX_FORWARDS = 70
+# RFC 3261 §16.6 step 11 / §16.8: Timer C bounds an INVITE after its first provisional, which
+# stops Timer B. "MUST be set for each client transaction ... greater than 3 minutes".
+TIMER_C = 181.0
 ALLOW = "INVITE, ACK, CANCEL, BYE, PRACK, UPDATE, OPTIONS, MESSAGE, REFER, NOTIFY, SUBSCRIBE, INFO"
 
 
@@ -92,6 +96,7 @@ class ProxyCtx:
     reg: RegisterCtx | None = None
     # the call leg (calls.py) this request belongs to: the side its initial INVITE came from
     call_leg: Side | None = None
+    timer_c: float | None = None  # RFC 3261 §16.8 deadline (INVITE after a provisional)
 
 
 @dataclass(slots=True)
@@ -155,6 +160,9 @@ class Pcscf:
         self._hosts: dict[str, str] = {"localhost": "127.0.0.1", **dict(cfg.sip.hosts)}
         self._egress = [ipaddress.ip_network(n) for n in cfg.sip.egress_networks]
         self.now = 0.0
+        # Timer C deadlines, lazily deleted: (deadline, seq, ctx)
+        self._timer_c: list[tuple[float, int, ProxyCtx]] = []
+        self._timer_c_seq = 0
 
     # ------------------------------------------------------------------ entry points
     def receive(self, data: bytes, side: Side, peer: Peer, now: float) -> None:
@@ -184,11 +192,36 @@ class Pcscf:
         self.now = now
         for layer in self.layers.values():
             layer.handle_timer(now)
+        self._fire_timer_c(now)
         self.flush()
 
     def get_timer(self) -> float | None:
         ts = [t for t in (la.get_timer() for la in self.layers.values()) if t is not None]
+        while self._timer_c and self._timer_c[0][2].timer_c != self._timer_c[0][0]:
+            heapq.heappop(self._timer_c)  # stale: reset by a later provisional, or final
+        if self._timer_c:
+            ts.append(self._timer_c[0][0])
         return min(ts) if ts else None
+
+    def _arm_timer_c(self, ctx: ProxyCtx, now: float) -> None:
+        ctx.timer_c = now + TIMER_C
+        self._timer_c_seq += 1
+        heapq.heappush(self._timer_c, (ctx.timer_c, self._timer_c_seq, ctx))
+
+    def _fire_timer_c(self, now: float) -> None:
+        """RFC 3261 §16.8: the INVITE got a provisional but no final in time: CANCEL it
+        downstream and answer 408 upstream."""
+        while self._timer_c and self._timer_c[0][0] <= now:
+            deadline, _, ctx = heapq.heappop(self._timer_c)
+            if ctx.timer_c != deadline or ctx.final_sent:
+                continue
+            ctx.timer_c = None
+            self.counters.timeouts += 1
+            if ctx.client is not None:
+                self.layers[ctx.out_side].cancel(ctx.client, now)
+            self.answer(ctx, 408, "Request Timeout", warning="no final response (Timer C)")
+            if self.calls is not None:
+                self.calls.on_failed(ctx, now)
 
     def transport_failure(self, side: Side, transport: str, host: str, port: int) -> None:
         """An outgoing connection could not be opened: fail the transactions waiting on it."""
@@ -643,6 +676,11 @@ class Pcscf:
     def relay_response(self, ctx: ProxyCtx, resp: SipMessage, now: float) -> None:
         if resp.status == 100:
             return  # hop by hop (RFC 3261 §16.7 step 3... a proxy does not forward 100)
+        if ctx.request.method == "INVITE":
+            if resp.status < 200:
+                self._arm_timer_c(ctx, now)  # §16.7 step 2: reset on every provisional
+            else:
+                ctx.timer_c = None
         resp.headers.pop_first_value("via")
         resp.invalidate()
         if ctx.reg is not None:

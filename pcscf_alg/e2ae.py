@@ -109,11 +109,10 @@ class E2aeFlags:
 NO_E2AE: Final = E2aeFlags()
 
 
-@dataclass(frozen=True, slots=True)
-class StreamDecision:
+class StreamDecision(NamedTuple):
     """What was done to one m-line and which clause or policy rule made it so."""
 
-    index: int
+    index: int  # type: ignore[assignment]
     kind: MediaKind
     mode: StreamMode
     action: str
@@ -157,8 +156,12 @@ class _Prev(NamedTuple):
     offered: tuple[CryptoAttr, ...]
 
 
-@dataclass(frozen=True)
-class OfferPlan:
+# The records below are NamedTuples, not frozen dataclasses: both are immutable, but a frozen
+# dataclass costs ~0.15 µs per field to build on this hardware, and a full e2ae exchange builds
+# a dozen of them (bench/bench_e2ae.py).
+
+
+class OfferPlan(NamedTuple):
     """Result of `plan_offer`: decisions and the reservations the gateway must make."""
 
     direction: Direction
@@ -174,8 +177,7 @@ class OfferPlan:
     previous: tuple[_Prev | None, ...] = ()
 
 
-@dataclass(frozen=True)
-class OfferState:
+class OfferState(NamedTuple):
     """Kept by the ALG between the offer and its answer (one per early dialog when forking)."""
 
     direction: Direction
@@ -190,19 +192,17 @@ class OfferState:
     previous: tuple[_Prev | None, ...] = ()
 
 
-@dataclass(frozen=True)
-class OfferResult:
+class OfferResult(NamedTuple):
     sdp: bytes
     decisions: tuple[StreamDecision, ...]
     state: OfferState
 
 
-@dataclass(frozen=True)
-class AnswerResult:
+class AnswerResult(NamedTuple):
     sdp: bytes
     decisions: tuple[StreamDecision, ...]
     plan: MediaPlan
-    state: OfferState = field(repr=False)
+    state: OfferState
 
 
 Previous = AnswerResult | OfferState
@@ -228,11 +228,9 @@ def _kind(proto: str) -> MediaKind:
     return MediaKind.OTHER
 
 
-def _indication(sdp: Sdp, m: Media) -> E2aeIndicator | None:
-    """The 3ge2ae indicator of a stream. A session-level one (a broken UE, spec README §7.9)
-    applies to every m-line."""
+def _strongest(values: list[str]) -> E2aeIndicator | None:
     found: E2aeIndicator | None = None
-    for v in m.attrs("3ge2ae") or sdp.session_attrs("3ge2ae"):
+    for v in values:
         ind = parse_3ge2ae(v)
         if ind is not E2aeIndicator.OTHER:  # other values shall be ignored (TS 24.229 §7.5.2)
             return ind
@@ -240,20 +238,38 @@ def _indication(sdp: Sdp, m: Media) -> E2aeIndicator | None:
     return found
 
 
+def _session_indication(sdp: Sdp) -> E2aeIndicator | None:
+    if "3ge2ae" not in "".join(sdp.session).lower():
+        return None
+    return _strongest(sdp.session_attrs("3ge2ae"))
+
+
+def _indication(m: Media, session: E2aeIndicator | None) -> E2aeIndicator | None:
+    """The 3ge2ae indicator of a stream. A session-level one (a broken UE, spec README §7.9)
+    applies to every m-line that has none of its own."""
+    if not m.has_attr("3ge2ae"):
+        return session
+    return _strongest(m.attrs("3ge2ae"))
+
+
 def _endpoint(sdp: Sdp, m: Media, mux: bool) -> Endpoint | None:
+    """The peer's address for a stream."""
     if m.port == 0:
         return None
     c = sdp.media_connection(m)
-    if c is None:  # pragma: no cover - Sdp.parse guarantees c= for live m-lines
+    host = None if c is None else c.host
+    if host is None:  # pragma: no cover - Sdp.parse guarantees c= for live m-lines
         return None
     rtcp_port: int | None = None
-    if _kind(m.proto) is MediaKind.RTP and not mux:
-        rtcp = m.attr("rtcp")  # RFC 3605
-        if rtcp and rtcp.split(" ", 1)[0].isdigit():
-            rtcp_port = int(rtcp.split(" ", 1)[0])
-        else:
-            rtcp_port = m.port + 1
-    return Endpoint(c.host, m.port, rtcp_port)
+    if not mux and _kind(m.proto) is MediaKind.RTP:
+        rtcp_port = m.port + 1
+        if m.has_attr("rtcp"):  # RFC 3605
+            rtcp = m.attr("rtcp") or ""
+            first = rtcp.split(" ", 1)[0]
+            if first.isdigit():
+                rtcp_port = int(first)
+    return Endpoint(host, m.port, rtcp_port)
+
 
 
 def _fingerprints(sdp: Sdp, m: Media) -> tuple[Fingerprint, ...]:
@@ -416,7 +432,7 @@ def _plan_originating(
         so = _base_stream(offer, m, i, kind, StreamMode.REJECTED)
         return so, StreamDecision(i, kind, StreamMode.REJECTED, "rejected m-line (port 0) "
                                   "forwarded as is", "RFC 3264 §6")
-    ind = _indication(offer, m)
+    ind = _indication(m, _session_indication(offer))
     requested = ind is E2aeIndicator.REQUESTED
     secure = proto in _RTP_PLAIN or proto == MSRP_TLS
     if not secure:
@@ -514,7 +530,8 @@ def _plan_terminating(
 ) -> tuple[StreamOffer, StreamDecision]:
     kind = _kind(m.proto)
     proto = m.proto.upper()
-    foreign = " (foreign a=3ge2ae stripped)" if _indication(offer, m) is not None else ""
+    foreign = (" (foreign a=3ge2ae stripped)"
+               if _indication(m, _session_indication(offer)) is not None else "")
     if m.port == 0:
         so = _base_stream(offer, m, i, kind, StreamMode.REJECTED)
         return so, StreamDecision(i, kind, StreamMode.REJECTED,
@@ -586,7 +603,8 @@ def _plan_terminating(
 def _strip_3ge2ae(sdp: Sdp) -> None:
     """7.3.1: remove any "e2ae-security offered by network" inserted by another party; and
     never forward a UE's indication to the core (spec README §3.2)."""
-    remove_attrs(sdp.session, _E2AE)
+    if "3ge2ae" in "".join(sdp.session).lower():
+        remove_attrs(sdp.session, _E2AE)
     for m in sdp.media:
         m.remove_attrs("3ge2ae")
 
@@ -626,22 +644,12 @@ def _set_path(m: Media, uri: str) -> None:
 
 def _strip_capneg_crypto(m: Media) -> bool:
     """RFC 5939 `a=acap:<n> crypto:...` carries UE keys too: they must never reach the core."""
-    if "acap" not in m.names:
+    if not m.has_attr("acap"):
         return False
     return m.remove_where(
         lambda line: line.startswith("a=acap:")
         and line.partition(" ")[2].lower().startswith("crypto:")
     ) > 0
-
-
-def _rewrite_rtcp(m: Media, ep: Endpoint) -> None:
-    i = m.find("rtcp")
-    if i < 0:
-        return
-    port = ep.rtcp_port if ep.rtcp_port is not None else ep.port
-    has_addr = " " in m.lines[i].partition(":")[2].strip()
-    m.set_line(i, f"a=rtcp:{port} IN {addrtype_of(ep.host)} {ep.host}" if has_addr
-               else f"a=rtcp:{port}")
 
 
 def _relocate(sdp: Sdp, targets: Mapping[int, Endpoint]) -> None:
@@ -657,11 +665,16 @@ def _relocate(sdp: Sdp, targets: Mapping[int, Endpoint]) -> None:
     sci = sdp.session_connection_index()
     session_host: str | None = None
     if sci >= 0:
-        inherit = [i for i, m in enumerate(media) if m.port != 0 and m.connection_index() < 0]
-        if inherit and all(i in targets for i in inherit):
-            hosts = {targets[i].host for i in inherit}
-            if len(hosts) == 1:
-                session_host = hosts.pop()
+        hosts: set[str] = set()
+        for i, m in enumerate(media):
+            if m.port != 0 and m.connection_index() < 0:
+                ep = targets.get(i)
+                if ep is None:
+                    hosts.clear()
+                    break
+                hosts.add(ep.host)
+        if len(hosts) == 1:
+            session_host = hosts.pop()
     if session_host is not None:
         old = Connection.parse(sdp.session[sci]).host
         sdp.session[sci] = Connection.line_for(session_host)
@@ -671,11 +684,13 @@ def _relocate(sdp: Sdp, targets: Mapping[int, Endpoint]) -> None:
             parts[4] = addrtype_of(session_host)
             parts[5] = session_host
             sdp.session[oi] = "o=" + " ".join(parts)
+        sdp.touch()
     for i, ep in targets.items():
         m = media[i]
         if m.port == 0:
             continue
-        m.set_port(ep.port)
+        # look up a=rtcp (RFC 3605) before editing: the edits below drop the lookup cache
+        ri = m.find("rtcp") if _kind(m.proto) is MediaKind.RTP else -1
         ci = m.connection_index()
         if ci >= 0:
             m.set_line(ci, Connection.line_for(ep.host))
@@ -684,8 +699,14 @@ def _relocate(sdp: Sdp, targets: Mapping[int, Endpoint]) -> None:
             while pos < len(m.lines) and m.lines[pos][0] == "i":
                 pos += 1
             m.insert_lines(pos, [Connection.line_for(ep.host)])
-        if _kind(m.proto) is MediaKind.RTP:
-            _rewrite_rtcp(m, ep)
+            if 0 <= pos <= ri:
+                ri += 1
+        if ri >= 0:
+            port = ep.rtcp_port if ep.rtcp_port is not None else ep.port
+            has_addr = " " in m.lines[ri].partition(":")[2].strip()
+            m.set_line(ri, f"a=rtcp:{port} IN {addrtype_of(ep.host)} {ep.host}" if has_addr
+                       else f"a=rtcp:{port}")
+        m.set_port(ep.port)
 
 
 def _new_tx_key(
@@ -727,7 +748,8 @@ def apply_offer(
         m = sdp.media[i]
         if so.mode not in (StreamMode.E2AE, StreamMode.PASS):
             if (orig and so.mode is StreamMode.REJECTED and so.kind is MediaKind.RTP
-                    and _indication(plan.offer, plan.offer.media[i]) is E2aeIndicator.REQUESTED
+                    and _indication(plan.offer.media[i], _session_indication(plan.offer))
+                    is E2aeIndicator.REQUESTED
                     and m.remove_attrs("crypto")):
                 # keys meant for the gateway never go to the core, even on a disabled stream
                 d = decisions[i]
@@ -835,34 +857,32 @@ def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> 
             f"answer has {len(ans.media)} m-lines, the offer had {len(state.streams)}"
         )
     # Gather what we need from the answer before editing it.
-    info = []
+    sess_dir = next((line[2:] for line in ans.session if line[2:] in
+                     ("sendrecv", "sendonly", "recvonly", "inactive")), None)
+    gathered = []
     for so, m in zip(state.streams, ans.media, strict=True):
         if m.media != so.media:
             raise SdpError(f"answer m-line {so.index} is {m.media}, the offer's is {so.media}")
-        mux = so.rtcp_mux and m.has_attr("rtcp-mux")
-        info.append((_endpoint(ans, m, mux), mux))
-    ans_fps = [
-        _fingerprints(ans, m) if so.mode is StreamMode.E2AE and so.kind is MediaKind.MSRP
-        and m.port != 0 and not orig else ()
-        for so, m in zip(state.streams, ans.media, strict=True)
-    ]
-    ans_setups = [
-        _setup(ans, m) if so.kind is MediaKind.MSRP and so.mode is not StreamMode.BYPASS else None
-        for so, m in zip(state.streams, ans.media, strict=True)
-    ]
-    sess_dir = next((line[2:] for line in ans.session if line[2:] in
-                     ("sendrecv", "sendonly", "recvonly", "inactive")), None)
+        live = m.port != 0
+        mux = so.rtcp_mux and live and m.has_attr("rtcp-mux")
+        msrp = live and so.kind is MediaKind.MSRP and so.mode is not StreamMode.BYPASS
+        gathered.append((
+            _endpoint(ans, m, mux) if live else None,
+            mux,
+            _fingerprints(ans, m) if msrp and not orig and so.mode is StreamMode.E2AE else (),
+            _setup(ans, m) if msrp else None,
+            (m.direction() or sess_dir) if live else None,
+        ))
     _strip_3ge2ae(ans)
     targets: dict[int, Endpoint] = {}
     decisions: list[StreamDecision] = []
     plans: list[StreamPlan] = []
     e2ae: set[int] = set()
-    for so, m, (ans_ep, mux), fps_a, setup_a in zip(
-        state.streams, ans.media, info, ans_fps, ans_setups, strict=True
+    for so, m, (ans_ep, mux, fps_a, setup_a, direction) in zip(
+        state.streams, ans.media, gathered, strict=True
     ):
         i = so.index
         kind = so.kind
-        direction = m.direction() or sess_dir
         through = _through(direction, orig)
         ue_ep, core_ep = (so.offerer, ans_ep) if orig else (ans_ep, so.offerer)
         if ue_ep is not None and mux:

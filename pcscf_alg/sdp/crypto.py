@@ -242,6 +242,14 @@ def _parse_key_param(text: str, suite: Suite | None) -> KeyParam:
     if method != "inline":
         # RFC 4568 allows extension key methods; we keep the line, the gateway cannot use it.
         return KeyParam(method, b"")
+    if "|" not in info:  # the common case: no lifetime, no MKI
+        key_salt = b64decode_lenient(info)
+        if suite is not None and len(key_salt) != suite.key_salt_len:
+            raise SdpError(
+                f"a=crypto: {suite.name} needs a {suite.key_salt_len}-byte key||salt, "
+                f"got {len(key_salt)} bytes"
+            )
+        return KeyParam("inline", key_salt)
     parts = info.split("|")
     if len(parts) > 3:
         raise SdpError("a=crypto: too many '|' fields in key-info")
@@ -275,14 +283,19 @@ def parse_crypto(value: str) -> CryptoAttr:
     if len(parts) < 3:
         raise SdpError("a=crypto: needs tag, suite and key-params")
     tag_s, suite_name, key_params = parts[0], parts[1], parts[2]
-    if not tag_s.isdigit() or not tag_s.isascii() or len(tag_s) > 9:
+    if len(tag_s) > 9 or not tag_s.isdigit() or not tag_s.isascii():
         raise SdpError("a=crypto: tag must be 1 to 9 digits")
-    if not suite_name.replace("_", "").isalnum() or not suite_name.isascii():
-        raise SdpError("a=crypto: bad crypto-suite name")
     suite = SUITES.get(suite_name)
-    keys = tuple(_parse_key_param(k, suite) for k in key_params.split(";"))
-    if len(keys) > 1 and any(k.method == "inline" and k.mki_length is None for k in keys):
-        raise SdpError("a=crypto: several keys need an MKI each (RFC 4568 §6.1)")
+    if suite is None and (not suite_name.replace("_", "").isalnum() or not suite_name.isascii()):
+        raise SdpError("a=crypto: bad crypto-suite name")
+    if ";" not in key_params:  # the common case: one key
+        keys: tuple[KeyParam, ...] = (_parse_key_param(key_params, suite),)
+    else:
+        keys = tuple(_parse_key_param(k, suite) for k in key_params.split(";"))
+        if any(k.method == "inline" and k.mki_length is None for k in keys):
+            raise SdpError("a=crypto: several keys need an MKI each (RFC 4568 §6.1)")
+    if len(parts) == 3:
+        return CryptoAttr(int(tag_s), suite_name, keys)
     params = tuple(parts[3:])
     for p in params:
         name, eq, v = p.partition("=")
