@@ -68,6 +68,8 @@ DEFAULT_MAX_FORWARDS = 70
 # RFC 3261 §16.6 step 11 / §16.8: Timer C bounds an INVITE after its first provisional, which
 # stops Timer B. "MUST be set for each client transaction ... greater than 3 minutes".
 TIMER_C = 181.0
+# Distinct Route/Request-URI hosts whose resolution we remember (they come from peers).
+ROUTE_CACHE_SIZE = 4096
 ALLOW = "INVITE, ACK, CANCEL, BYE, PRACK, UPDATE, OPTIONS, MESSAGE, REFER, NOTIFY, SUBSCRIBE, INFO"
 
 
@@ -159,6 +161,7 @@ class Pcscf:
         self._sec_server_text = format_mechanisms(self._sec_server)
         self._hosts: dict[str, str] = {"localhost": "127.0.0.1", **dict(cfg.sip.hosts)}
         self._egress = [ipaddress.ip_network(n) for n in cfg.sip.egress_networks]
+        self._route_cache: dict[str, str | SipParseError] = {}
         self.now = 0.0
         # Timer C deadlines, lazily deleted: (deadline, seq, ctx)
         self._timer_c: list[tuple[float, int, ProxyCtx]] = []
@@ -346,16 +349,28 @@ class Pcscf:
 
     def _resolve(self, host: str) -> str:
         """IP literal, `localhost`, or a name from `sip.hosts`. Never DNS: a blocking lookup
-        would stall every call on the loop (RFC 3263 resolution belongs in an async resolver)."""
+        would stall every call on the loop (RFC 3263 resolution belongs in an async resolver).
+        Results (and refusals) are cached: this runs for every routed request."""
+        hit = self._route_cache.get(host)
+        if hit is None:
+            hit = self._resolve_uncached(host)
+            if len(self._route_cache) >= ROUTE_CACHE_SIZE:
+                self._route_cache.clear()  # hosts come from peers: keep the cache bounded
+            self._route_cache[host] = hit
+        if isinstance(hit, SipParseError):
+            raise SipParseError(hit.reason, hit.status)
+        return hit
+
+    def _resolve_uncached(self, host: str) -> str | SipParseError:
         h = host.strip("[]").lower()
         ip = self._hosts.get(h)
         if ip is None:
             try:
                 ip = str(ipaddress.ip_address(h))
             except ValueError:
-                raise SipParseError(f"cannot resolve {h}", 503) from None
-        if not any(ipaddress.ip_address(ip) in net for net in self._egress):
-            raise SipParseError(f"destination {ip} not allowed", 403)
+                return SipParseError(f"cannot resolve {h}", 503)
+        if not self.egress_allowed(ip):
+            return SipParseError(f"destination {ip} not allowed", 403)
         return ip
 
     def egress_allowed(self, host: str) -> bool:

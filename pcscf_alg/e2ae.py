@@ -510,7 +510,7 @@ def _select_k11(
     offered = _parse_cryptos(m, i)
     if not offered:
         raise SdpError(f"e2ae requested on m-line {i} without a=crypto")
-    allowed = set(policy.allowed_suites(ctx))
+    allowed = policy.allowed_suites(ctx)
     candidates = [c for c in offered if c.suite in allowed and c.gateway_problem() is None]
     if not candidates:
         raise SdpError(f"no supported SRTP crypto suite offered on m-line {i}")

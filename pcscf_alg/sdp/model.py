@@ -30,9 +30,9 @@ from ..errors import SdpError
 # RFC 8866 §5: the type letters we accept. Anything else is a syntax error (an SDP parser
 # "MUST completely ignore" a description with an unknown type letter; a middlebox refuses it).
 _TYPES = frozenset("vosiuepcbtrzkam")
-_LINE = "[vosiuepcbtrzkam]=[^\r\n]*"
-_VALID_CRLF = re.compile(f"{_LINE}(?:\r\n{_LINE})*")
-_VALID_LF = re.compile(f"{_LINE}(?:\n{_LINE})*")
+# A line terminator not followed by "<known type letter>=": the first bad line, if any.
+_BAD_CRLF = re.compile("\r\n(?![vosiuepcbtrzkam]=)")
+_BAD_LF = re.compile("\n(?![vosiuepcbtrzkam]=)")
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 
@@ -133,11 +133,12 @@ class Media:
     directly), so that the cached text is rebuilt.
     """
 
-    __slots__ = ("_text", "fmts", "lines", "media", "nports", "port", "proto")
+    __slots__ = ("_ci", "_text", "fmts", "lines", "media", "nports", "port", "proto")
 
     def __init__(self, lines: list[str]) -> None:
         self.lines = lines
         self._text: tuple[str, str] | None = None
+        self._ci = -2  # cached connection_index(); -2 = not computed
         parts = lines[0][2:].split()
         if len(parts) < 4:
             raise SdpError("SDP syntax error: m= line needs media, port, proto and formats")
@@ -156,6 +157,7 @@ class Media:
         new = Media.__new__(Media)
         new.lines = self.lines.copy()
         new._text = self._text
+        new._ci = self._ci
         new.media = self.media
         new.port = self.port
         new.nports = self.nports
@@ -178,6 +180,7 @@ class Media:
     def touch(self) -> None:
         """Forget the cached text after `lines` was edited directly."""
         self._text = None
+        self._ci = -2
 
     def _positions(self, name: str) -> list[int]:
         """Offsets (in the cached text) of the newline before each `a=<name>` line."""
@@ -249,6 +252,7 @@ class Media:
     def insert_lines(self, pos: int, new: list[str]) -> None:
         self.lines[pos:pos] = new
         self._text = None
+        self._ci = -2
 
     def remove_attrs(self, *names: str) -> int:
         """Remove every `a=<name>` line for the given (lower-case) names; return how many."""
@@ -258,6 +262,7 @@ class Media:
         if drop:
             self.lines = [line for i, line in enumerate(self.lines) if i not in drop]
             self._text = None
+            self._ci = -2
         return len(drop)
 
     def remove_where(self, pred: Callable[[str], bool]) -> int:
@@ -267,6 +272,7 @@ class Media:
         if removed:
             self.lines = keep
             self._text = None
+            self._ci = -2
         return removed
 
     # -- structure -------------------------------------------------------------------------
@@ -276,13 +282,18 @@ class Media:
         return self.port == 0
 
     def connection_index(self) -> int:
+        if self._ci != -2:
+            return self._ci
+        ci = -1
         for i in range(1, len(self.lines)):
             c = self.lines[i][0]
             if c == "c":
-                return i
+                ci = i
+                break
             if c == "a":  # c= precedes every a= line (RFC 8866 §5)
-                return -1
-        return -1
+                break
+        self._ci = ci
+        return ci
 
     def connection(self) -> Connection | None:
         i = self.connection_index()
@@ -322,6 +333,7 @@ class Media:
         for j in reversed(found[1:]):
             del self.lines[j]
         self.set_line(i, line)
+        self._ci = -2
         return i
 
 
@@ -362,20 +374,32 @@ class Sdp:
         nl = text.find("\n")
         eol = "\r\n" if nl > 0 and text[nl - 1] == "\r" else "\n"
         sep = eol
+        n_cr = text.count("\r")
         if nl < 0:
             text = text.removesuffix("\r")  # one line, no terminator
-        elif eol == "\r\n" and text.count("\r\n") != text.count("\n"):
-            text = text.replace("\r\n", "\n")  # mixed terminators: normalised on output
-            sep = "\n"
+        elif n_cr:
+            n_crlf = text.count("\r\n")
+            if n_crlf and n_crlf != text.count("\n"):
+                # mixed terminators: split on LF, output in the style of the first line
+                text = text.replace("\r\n", "\n")
+                sep = "\n"
+                n_cr -= n_crlf
+            elif eol == "\r\n":
+                n_cr -= n_crlf
+        if n_cr and nl >= 0:
+            raise SdpError("SDP syntax error: stray CR inside a line")
         final_eol = text.endswith(sep)
         body = text[: -len(sep)] if final_eol else text
         tail = 0  # empty lines after the last one, re-emitted as they came
         while body.endswith(sep):
             body = body[: -len(sep)]
             tail += 1
-        # One C-level pass validates the shape of every line (a <type>=<value> line with a
+        # One C-level scan validates the shape of every line (a <type>=<value> line with a
         # known type letter); only a bad body takes the slow path that names the line.
-        if (_VALID_CRLF if sep == "\r\n" else _VALID_LF).fullmatch(body) is None:
+        if (
+            (_BAD_CRLF if sep == "\r\n" else _BAD_LF).search(body) is not None
+            or body[1:2] != "="
+        ):
             _raise_syntax(body.split(sep))
         # Sections split at C speed too: everything before the first m= is session level.
         chunks = body.split(sep + "m=")

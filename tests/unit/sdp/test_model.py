@@ -86,6 +86,8 @@ def test_lf_and_missing_final_eol_and_trailing_blank() -> None:
 def test_mixed_line_endings_normalised_to_first() -> None:
     mixed = b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\n"
     assert Sdp.parse(mixed).to_bytes() == mixed.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    lf_first = b"v=0\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\nt=0 0\n"
+    assert Sdp.parse(lf_first).to_bytes() == lf_first.replace(b"\r\n", b"\n")
 
 
 def test_invalid_utf8_bytes_survive() -> None:
@@ -113,6 +115,8 @@ def test_invalid_utf8_bytes_survive() -> None:
         (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nc=IN IP4 1.2.3.4\r\nm=audio 70000 RTP/AVP 0\r\n",
          "range"),
         (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio 1000 RTP/AVP 0\r\n", "without a c="),
+        (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=a\rb\r\n", "stray CR"),
+        (b"v=0\no=- 1 1 IN IP4 1.2.3.4\ns=a\rb\n", "stray CR"),
     ],
 )
 def test_syntax_errors(data: bytes, msg: str) -> None:
