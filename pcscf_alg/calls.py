@@ -647,7 +647,7 @@ async def setup_calls(app: App) -> Any:
         app.pcscf.flush()
         app.arm_timer()
 
-    app.pcscf.calls = CallManager(app.pcscf, gw, policy, kick)
+    app.pcscf.calls = CallManager(app.pcscf, gw, policy, kick, anchor_all=cfg.e2ae.anchor_all)
     return gw
 
 

@@ -65,6 +65,9 @@ class RegistrationConfig:
 class E2aeConfig:
     rtp: bool = True
     msrp: bool = True
+    # Anchor streams without e2ae at the gateway too (PASS mode: relayed untouched). Off by
+    # default: TS 33.328 inserts the AGW "for the purposes of e2ae security".
+    anchor_all: bool = False
 
 
 @dataclass(frozen=True)
@@ -254,8 +257,12 @@ def parse_config(data: Any, file: str) -> Config:
         default_expires=rg.get_int("default_expires", 600000, 1, 2**31 - 1),
         sweep_interval_s=rg.get_float("sweep_interval_s", 5.0, 0.05, 3600.0),
     )
-    e = top.sub("e2ae", {"rtp", "msrp"})
-    e2ae = E2aeConfig(rtp=e.get_bool("rtp", True), msrp=e.get_bool("msrp", True))
+    e = top.sub("e2ae", {"rtp", "msrp", "anchor_all"})
+    e2ae = E2aeConfig(
+        rtp=e.get_bool("rtp", True),
+        msrp=e.get_bool("msrp", True),
+        anchor_all=e.get_bool("anchor_all", False),
+    )
     a = top.sub("admin", {"enabled", "host", "port"})
     admin = AdminConfig(
         enabled=a.get_bool("enabled", False),

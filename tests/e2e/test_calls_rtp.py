@@ -208,3 +208,40 @@ def test_bye_from_core_releases(peers: Any) -> None:
     ue.reply(bye, 200, "OK", d.access_port, to_tag="")
     core.expect(200)
     assert_released(d)
+
+
+def test_anchor_all_relays_e2e_srtp_untouched(daemon_factory: Any) -> None:
+    d: Daemon = daemon_factory(e2ae={"rtp": True, "msrp": True, "anchor_all": True})
+    with UdpPeer() as ue, UdpPeer(d.next_hop_port) as core:
+        register(d, ue, core)
+        ue_media, core_media = MediaPeer.bind(), MediaPeer.bind()
+        try:
+            # SRTP without an indication: e2e (7.2.2), but anchored: the gateway relays the
+            # packets untouched and only the addresses change
+            invite(ue, d, audio_offer(ue_media.port, e2ae=None), "anchor-1")
+            inv = core.expect("INVITE")
+            _, agw_core, proto = audio_port(inv.body)
+            assert proto == "RTP/SAVP" and inv.body.count(b"a=crypto") == 2
+            assert agw_core != ue_media.port
+            answer = audio_offer(
+                core_media.port, cryptos=[f"1 AES_CM_128_HMAC_SHA1_80 inline:{K11}"], e2ae=None
+            )
+            core.reply(inv, 200, "OK", d.core_port, to_tag="b1", body=answer)
+            ok = ue.expect(200)
+            _, agw_access, proto = audio_port(ok.body)
+            assert proto == "RTP/SAVP" and crypto_lines(ok.body) == [
+                f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{K11}"
+            ]
+            in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
+            opaque = rtp_packet(1, payload=b"opaque-srtp" * 4)
+            ue_media.sock.sendto(opaque, ("127.0.0.1", agw_access))
+            assert core_media.recv()[0] == opaque
+            core_media.sock.sendto(opaque, ("127.0.0.1", agw_core))
+            assert ue_media.recv()[0] == opaque
+            in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
+            core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")
+            ue.expect(200)
+            assert_released(d)
+        finally:
+            ue_media.close()
+            core_media.close()
