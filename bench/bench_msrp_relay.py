@@ -148,11 +148,14 @@ async def transfer(mode: str, port: int, core_conn: asyncio.Future[Any], ue_cert
     aware = mode == "relay-aware"
     up_msg = b"".join(message(i, AGW_A if aware else CORE_PATH, UE_PATH) for i in range(64))
     down_msg = b"".join(message(i, AGW_C if aware else UE_PATH, CORE_PATH) for i in range(64))
+    # What arrives after the rewrite (application-aware mode changes the path headers).
+    up_out = b"".join(message(i, CORE_PATH, AGW_C if aware else UE_PATH) for i in range(64))
+    down_out = b"".join(message(i, UE_PATH, AGW_A if aware else CORE_PATH) for i in range(64))
     n = max(1, total // len(up_msg))
     # Warm up: the core connection exists only after the UE's TLS is up (TS 23.334 order).
     w.write(up_msg)
     cr, cw = await asyncio.wait_for(core_conn, 10)
-    await cr.readexactly(len(up_msg))
+    assert await cr.readexactly(len(up_out)) == up_out
     cmd("start")
 
     async def pump(writer: asyncio.StreamWriter, msg: bytes) -> None:
@@ -169,11 +172,11 @@ async def transfer(mode: str, port: int, core_conn: asyncio.Future[Any], ue_cert
             left -= len(data)
 
     t = time.perf_counter()
-    await asyncio.gather(pump(w, up_msg), sink(cr, n * len(up_msg)))
+    await asyncio.gather(pump(w, up_msg), sink(cr, n * len(up_out)))
     up_s = time.perf_counter() - t
     up_cpu = cmd("mark")
     t = time.perf_counter()
-    await asyncio.gather(pump(cw, down_msg), sink(r, n * len(down_msg)))
+    await asyncio.gather(pump(cw, down_msg), sink(r, n * len(down_out)))
     down_s = time.perf_counter() - t
     down_cpu = cmd("mark")
     w.close()
@@ -231,7 +234,9 @@ async def amain(args: argparse.Namespace) -> dict[str, Result]:
     ue_cert = load_or_create(Path(tempfile.mkdtemp(prefix="ue-bench-")))
     out = {}
     for m in args.modes.split(","):
-        out[m] = await run_mode(m, args.mbytes * 1_000_000, args.port_base, ue_cert)
+        out[m] = await asyncio.wait_for(
+            run_mode(m, args.mbytes * 1_000_000, args.port_base, ue_cert), 300
+        )
         print(f"# {m}: {out[m]}", file=sys.stderr)
     return out
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, NamedTuple
 
@@ -63,7 +63,7 @@ from .policy.base import (
 )
 from .sdp.attrs import APPLIED_LINE, E2aeIndicator, parse_3ge2ae
 from .sdp.crypto import CryptoAttr, KeyParam, generate_crypto, parse_crypto, redact
-from .sdp.fingerprint import parse_fingerprint, usable
+from .sdp.fingerprint import format_fingerprint, parse_fingerprint, usable
 from .sdp.model import Connection, Media, Sdp, addrtype_of, remove_attrs
 from .sdp.msrp import MsrpUri, answer_role, parse_path, parse_setup, peer_role
 
@@ -628,10 +628,10 @@ def _set_fingerprint(m: Media, fp: Fingerprint, setup: SetupRole | None) -> None
     """Our fingerprint goes just after a=setup (examples 06 and 08)."""
     m.remove_attrs("fingerprint")
     if setup is None:
-        m.insert_attrs([f"a=fingerprint:{fp.to_sdp()}"])
+        m.insert_attrs([f"a=fingerprint:{format_fingerprint(fp)}"])
         return
     i = m.replace_or_insert("setup", f"a=setup:{setup.value}")
-    m.insert_lines(i + 1, [f"a=fingerprint:{fp.to_sdp()}"])
+    m.insert_lines(i + 1, [f"a=fingerprint:{format_fingerprint(fp)}"])
 
 
 def _set_path(m: Media, uri: str) -> None:
@@ -676,7 +676,8 @@ def _relocate(sdp: Sdp, targets: Mapping[int, Endpoint]) -> None:
         if len(hosts) == 1:
             session_host = hosts.pop()
     if session_host is not None:
-        old = Connection.parse(sdp.session[sci]).host
+        sc = sdp.session_connection()
+        old = sc.host if sc is not None else ""
         sdp.session[sci] = Connection.line_for(session_host)
         oi = sdp.origin_index()
         parts = sdp.session[oi][2:].split()
@@ -993,8 +994,7 @@ def _answer_rtp(
         i, so.kind, StreamMode.E2AE, action, f"{C_TERM} steps 5-7")
 
 
-@dataclass(frozen=True)
-class _MsrpPlan:
+class _MsrpPlan(NamedTuple):
     ue_fingerprint: tuple[Fingerprint, ...]
     access_setup: SetupRole
     core_setup: SetupRole

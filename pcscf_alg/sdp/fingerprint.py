@@ -58,6 +58,12 @@ def parse_fingerprint(value: str) -> Fingerprint:
     return Fingerprint(hash_func, raw)
 
 
+def format_fingerprint(fp: Fingerprint) -> str:
+    """`<hash> AA:BB:...` as RFC 8122 writes it (same text as `Fingerprint.to_sdp()`, built
+    with `bytes.hex` at C speed rather than one f-string per octet)."""
+    return f"{fp.hash_func} {fp.digest.hex(':').upper()}"
+
+
 def fingerprint_of(der: bytes, hash_func: str = "sha-256") -> Fingerprint:
     """The fingerprint of a DER certificate."""
     name = _HASHLIB.get(hash_func)

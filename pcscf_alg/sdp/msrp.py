@@ -21,8 +21,11 @@ MSRP_DEFAULT_PORT: Final = 2855
 CEMA: Final = "msrp-cema"  # RFC 6714
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)
 class MsrpUri:
+    """An MSRP URI. Treat it as immutable (not a frozen dataclass only because building one
+    is on the hot path, and frozen dataclasses are several times slower to build)."""
+
     scheme: str  # "msrp" or "msrps", lower case
     host: str  # as written, IPv6 without brackets
     port: int | None
@@ -110,11 +113,14 @@ def parse_path(value: str) -> tuple[MsrpUri, ...]:
     return uris
 
 
+_ROLES: Final = {r.value: r for r in SetupRole}
+
+
 def parse_setup(value: str) -> SetupRole:
-    try:
-        return SetupRole(value.strip().lower())
-    except ValueError:
-        raise SdpError("a=setup: must be active, passive, actpass or holdconn") from None
+    role = _ROLES.get(value) or _ROLES.get(value.strip().lower())
+    if role is None:
+        raise SdpError("a=setup: must be active, passive, actpass or holdconn")
+    return role
 
 
 def peer_role(role: SetupRole) -> SetupRole:

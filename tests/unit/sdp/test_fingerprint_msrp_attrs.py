@@ -113,3 +113,10 @@ def test_3ge2ae_values() -> None:
     assert parse_3ge2ae("requested") is E2aeIndicator.REQUESTED
     assert parse_3ge2ae(" Applied ") is E2aeIndicator.APPLIED
     assert parse_3ge2ae("maybe") is E2aeIndicator.OTHER
+
+
+def test_format_fingerprint_matches_mediaplan() -> None:
+    from pcscf_alg.sdp.fingerprint import format_fingerprint
+
+    for fp in (fingerprint_of(CERT), fingerprint_of(CERT, "sha-1"), Fingerprint("md5", bytes(16))):
+        assert format_fingerprint(fp) == fp.to_sdp()
