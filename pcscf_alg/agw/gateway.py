@@ -54,6 +54,7 @@ class InProcessGateway:
         self._msrp_pool = PortPool(*config.msrp_ports, step=1, name="MSRP ports")
         self._contexts: dict[str, dict[int, Stream]] = {}
         self._handler: EventHandler | None = None
+        self._counters: dict[str, int] = {}
         self._cert: GatewayCertificate | None = None
         self._tls_ctx: SSL.Context | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -99,6 +100,11 @@ class InProcessGateway:
         self._handler = handler
 
     def _emit(self, event: AgwEvent) -> None:
+        # Metrics (DESIGN.md: a counter for every decision), by event and reason.
+        name = type(event).__name__
+        reason = getattr(event, "reason", None)
+        key = f"{name}.{reason}" if reason else name
+        self._counters[key] = self._counters.get(key, 0) + 1
         if self._handler is None:
             return
         try:
@@ -129,11 +135,15 @@ class InProcessGateway:
                     stream = await self._new_stream(loop, context_id, req)
                     ctx[req.index] = stream
                     created.append(stream)
+                    if self._contexts.get(context_id) is not ctx:
+                        # Released (CANCEL, BYE...) while we awaited the listener: do not
+                        # resurrect it, and do not leak what this call made.
+                        raise GatewayError(f"context {context_id} released during reserve")
                 out.append(self._reservation(req, stream))
         except BaseException:
             for stream in created:
                 self._drop_stream(ctx, stream)
-            if not ctx:
+            if not ctx and self._contexts.get(context_id) is ctx:
                 del self._contexts[context_id]
             raise
         return out
@@ -202,6 +212,10 @@ class InProcessGateway:
         udp = {("udp", p + i) for p in self._rtp_pool.in_use() for i in (0, 1)}
         tcp = {("tcp", p) for p in self._msrp_pool.in_use()}
         return frozenset(udp | tcp)
+
+    def counters(self) -> dict[str, int]:
+        """Events emitted since start, by type and reason ("TlsFailed.fingerprint_mismatch")."""
+        return dict(self._counters)
 
     def contexts(self) -> frozenset[str]:
         return frozenset(self._contexts)

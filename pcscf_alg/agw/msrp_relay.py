@@ -21,7 +21,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Callable
-from typing import cast, Final
+from typing import Final, cast
 
 from OpenSSL import SSL
 

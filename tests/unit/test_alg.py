@@ -61,8 +61,15 @@ def response(req: SipMessage, status: int, reason: str) -> bytes:
     lines = [f"SIP/2.0 {status} {reason}"]
     lines += [f"Via: {v}" for v in h.values("via")]
     lines += [f"Record-Route: {v}" for v in h.values("record-route")]
-    lines += [f"From: {h.get('from')}", f"To: {h.get('to')};tag=b1", f"Call-ID: {h.get('call-id')}",
-              f"CSeq: {h.get('cseq')}", "Content-Length: 0", "", ""]
+    lines += [
+        f"From: {h.get('from')}",
+        f"To: {h.get('to')};tag=b1",
+        f"Call-ID: {h.get('call-id')}",
+        f"CSeq: {h.get('cseq')}",
+        "Content-Length: 0",
+        "",
+        "",
+    ]
     return "\r\n".join(lines).encode()
 
 
@@ -165,11 +172,11 @@ def test_timer_c_is_reset_by_each_provisional() -> None:
 def test_register_on_core_side_is_refused(side: Side) -> None:
     p, wire = make()
     reg = (
-        "REGISTER sip:ims.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK-r\r\n"
-        "Max-Forwards: 70\r\nFrom: <sip:a@ims.test>;tag=1\r\nTo: <sip:a@ims.test>\r\n"
-        "Call-ID: r@t\r\nCSeq: 1 REGISTER\r\nContact: <sip:a@127.0.0.1:40000>\r\n"
-        "Content-Length: 0\r\n\r\n"
-    ).encode()
+        b"REGISTER sip:ims.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK-r\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:a@ims.test>;tag=1\r\nTo: <sip:a@ims.test>\r\n"
+        b"Call-ID: r@t\r\nCSeq: 1 REGISTER\r\nContact: <sip:a@127.0.0.1:40000>\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
     p.receive(reg, side, UE, now=0.0)
     sent = wire.take()
     if side is Side.CORE:

@@ -282,3 +282,19 @@ def test_srtp_relay_under_uvloop(tmp_path: Path) -> None:
             await gw.close()
 
     uvloop.run(asyncio.wait_for(main(), 10))
+
+
+@run_async
+async def test_release_during_reserve_leaks_nothing(tmp_path: Path) -> None:
+    gw, _ = await started_gateway(make_config(tmp_path, 2))
+    try:
+        task = asyncio.create_task(
+            gw.reserve("r", [StreamRequest(0, MediaKind.MSRP), StreamRequest(1, MediaKind.MSRP)])
+        )
+        await asyncio.sleep(0)  # reserve is now awaiting its first listener
+        await gw.release("r")
+        with pytest.raises(GatewayError, match="released during reserve"):
+            await task
+        assert gw.active_ports() == frozenset() and gw.contexts() == frozenset()
+    finally:
+        await gw.close()

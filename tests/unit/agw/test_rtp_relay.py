@@ -308,7 +308,9 @@ async def test_latching_needs_authentication(tmp_path: Path) -> None:
             attacker.send(rtp(1), c.access_rtp)  # not SRTP: dropped, no latch
             nat.send(c.ue_out.protect(rtp(2)), c.access_rtp)  # authenticated: latches
             assert (await c.core.recv())[0] == rtp(2)
-            attacker.send(c.ue_out.protect(rtp(3))[:-1] + b"\x00", c.access_rtp)
+            forged = bytearray(c.ue_out.protect(rtp(3)))
+            forged[-1] ^= 0xFF  # broken tag: must not move the latch
+            attacker.send(bytes(forged), c.access_rtp)
             await c.core.nothing(0.1)
             c.core.send(rtp(9), c.core_rtp)
             got, _ = await nat.recv()
