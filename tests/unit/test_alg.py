@@ -79,7 +79,7 @@ def test_forwarding_adds_via_double_record_route_and_decrements_max_forwards() -
     sent = wire.take()
     trying = [m for s, m, _ in sent if s is Side.ACCESS]
     assert [m.status for m in trying] == [100]
-    ((side, fwd, dest),) = [(s, m, d) for s, m, d in sent if s is Side.CORE]
+    ((_, fwd, dest),) = [(s, m, d) for s, m, d in sent if s is Side.CORE]
     assert dest == CORE
     vias = fwd.headers.values("via")
     assert vias[0].startswith("SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK")

@@ -79,10 +79,10 @@ def test_errors_name_file_key_and_reason(path: str, value: Any, key: str, reason
 
 
 def test_missing_section_and_same_listeners() -> None:
-    with pytest.raises(ConfigError, match="sip: is required"):
+    with pytest.raises(ConfigError, match=r"sip: is required"):
         parse_config({}, "f.yaml")
     cfg = with_("sip.core", {"host": "127.0.0.1", "port": 5060})
-    with pytest.raises(ConfigError, match="sip.core: must differ"):
+    with pytest.raises(ConfigError, match=r"sip\.core: must differ"):
         parse_config(cfg, "f.yaml")
 
 

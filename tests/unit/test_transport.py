@@ -72,7 +72,7 @@ def test_garbage_on_tcp_closes_that_connection_only() -> None:
             w.write(b"INVITE sip:x SIP/2.0\r\nContent-Length: lots\r\n\r\n")
             await w.drain()
             assert await asyncio.wait_for(r.read(), 3) == b""  # closed by us
-            r2, w2 = await asyncio.open_connection("127.0.0.1", t.port)
+            _, w2 = await asyncio.open_connection("127.0.0.1", t.port)
             w2.write(MSG)
             await _until(lambda: len(got) == 1)
             w2.close()
