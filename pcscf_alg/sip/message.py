@@ -97,40 +97,32 @@ def canonical(name: str) -> str:
     return COMPACT_FORMS.get(low, low)
 
 
+# One list element: a run of anything but a comma, where quoted strings and <...> may contain
+# commas (RFC 3261 §7.3.1). Unterminated quotes or brackets run to the end of the value, as a
+# scanner would. Done by the regex engine in C: this runs several times per message.
+_LIST_ITEM = re.compile(r'(?:[^,"<]|"(?:[^"\\]|\\.)*(?:"|$)|<[^>]*(?:>|$))+', re.S)
+
+
 def split_list(value: str) -> list[str]:
     """Split a header value on commas that are outside quotes and <...> (RFC 3261 §7.3.1)."""
     if "," not in value:
         v = value.strip()
         return [v] if v else []
-    out: list[str] = []
-    depth = 0
-    quoted = False
-    start = 0
-    i = 0
-    n = len(value)
-    while i < n:
-        ch = value[i]
-        if quoted:
-            if ch == "\\":
-                i += 1
-            elif ch == '"':
-                quoted = False
-        elif ch == '"':
-            quoted = True
-        elif ch == "<":
-            depth += 1
-        elif ch == ">":
-            depth = max(0, depth - 1)
-        elif ch == "," and depth == 0:
-            part = value[start:i].strip()
-            if part:
-                out.append(part)
-            start = i + 1
-        i += 1
-    part = value[start:].strip()
-    if part:
-        out.append(part)
-    return out
+    if '"' not in value and "<" not in value:
+        return [p for p in (x.strip() for x in value.split(",")) if p]
+    return [p for p in (x.strip() for x in _LIST_ITEM.findall(value)) if p]
+
+
+def first_of_list(value: str) -> str | None:
+    """The first element of a list header value, without splitting the rest."""
+    if "," not in value:
+        v = value.strip()
+        return v or None
+    for m in _LIST_ITEM.finditer(value):
+        v = m.group().strip()
+        if v:
+            return v
+    return None
 
 
 class Headers:
@@ -192,9 +184,9 @@ class Headers:
         for f in self._fields:
             if f[1] == key:
                 if key in LIST_HEADERS:
-                    parts = split_list(f[2])
-                    if parts:
-                        return parts[0]
+                    first = first_of_list(f[2])
+                    if first is not None:
+                        return first
                     continue
                 return f[2].strip()
         return None
