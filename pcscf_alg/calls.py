@@ -357,7 +357,7 @@ class CallManager:
         if prior is not None:
             # Same dialog answering again (unreliable 18x then 2xx, or a fork's re-answer): keep
             # the keys we gave the UE so that its crypto context stays valid (RFC 4568 §7.1.4).
-            state = dataclasses.replace(state, previous=e2ae._previous(prior))
+            state = state._replace(previous=e2ae._previous(prior))  # OfferState: a NamedTuple
         res = e2ae.apply_answer(state, body, self.rng)
         self.counters.answers += 1
         return res
@@ -427,7 +427,9 @@ class CallManager:
         if initial:
             pending = d.pending if d.pending is not None else call.pending
         if pending is not None and pending.offer_side is not from_side:
-            cache_key = (f"answer:{method}:{status // 100}", body)
+            # CSeq in the key: the same SDP answering a later offer (resume, session refresh)
+            # is a new exchange, not a retransmission.
+            cache_key = (f"answer:{method}:{resp.cseq[0]}:{status // 100}", body)
             cached = d.rewritten.get(cache_key)
             if cached is not None:
                 _set_body(resp, cached)  # 2xx retransmission, or 18x then 2xx with the same SDP

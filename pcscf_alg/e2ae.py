@@ -27,6 +27,19 @@ SDP sanitising (7.3.1 last paragraph, spec README §3.2): every `a=3ge2ae` is re
 SDP we forward, in both directions; `a=3ge2ae:applied` is added only to e2ae streams of an offer
 towards the UE. Nothing is added to answers towards the UE (NOTE 3, example 06).
 
+Addresses: c=/m= of anchored streams move to the reservation's `core` endpoint in an offer or
+answer sent towards the core, to its `access` endpoint towards the UE. The session-level c=
+(and o=, when it mirrored c=) moves only when every live stream that uses it is anchored;
+otherwise anchored streams get a media-level c=. MSRP: CEMA (a=msrp-cema in offer and answer)
+runs application-agnostic with a=path untouched; otherwise application-aware, with a=path set to
+`msrps://<access>/<sid>;tcp` towards the UE and `msrp://<core>/<sid>;tcp` towards the core
+(spec README §5.5). a=setup: towards the UE we offer `passive` and answer `passive` to an
+`actpass`/`active` UE, `active` to a `passive` one; towards the core we offer `actpass` and
+answer what RFC 4145 gives for the core's offer (spec README §5.3).
+
+Errors: `SdpError` (status 488, a one-line reason fit for `Warning: 399 <host> "<reason>"`,
+never containing key material); `GatewayError` if a reservation the plan asked for is missing.
+
 Use `redact_sdp()` before logging any SDP: `a=crypto` lines carry keys in clear.
 """
 
@@ -405,21 +418,15 @@ def _passthrough(
     mode = plain_mode if kind is not MediaKind.OTHER else StreamMode.BYPASS
     if kind is MediaKind.OTHER:
         action += "; not anchored (no gateway support for this proto)"
-    so = _base_stream(offer, m, i, kind, mode)
-    if kind is MediaKind.MSRP:
-        so = _msrp_info(offer, m, so, strict=False)
-    return so, StreamDecision(i, kind, mode, action, rule)
+    # Nothing else is read from a stream we do not terminate: its attributes are the
+    # endpoints' business, and a quirk in them must not fail the call.
+    return _base_stream(offer, m, i, kind, mode), StreamDecision(i, kind, mode, action, rule)
 
 
-def _msrp_info(offer: Sdp, m: Media, so: StreamOffer, strict: bool) -> StreamOffer:
-    try:
-        path = _path(m, so.index)
-    except SdpError:
-        if strict:
-            raise
-        path = ()
-    return so._replace(setup=_setup(offer, m), cema=m.has_attr("msrp-cema"), path=path,
-    )
+def _msrp_info(offer: Sdp, m: Media, so: StreamOffer) -> StreamOffer:
+    """What e2ae needs from an MSRP m-line we terminate: a=path, a=setup, a=msrp-cema."""
+    return so._replace(setup=_setup(offer, m), cema=m.has_attr("msrp-cema"),
+                       path=_path(m, so.index))
 
 
 def _plan_originating(
@@ -489,7 +496,7 @@ def _plan_originating(
     fps = usable(_fingerprints(offer, m))
     if not fps:
         raise SdpError(f"e2ae MSRP m-line {i} without a usable a=fingerprint (RFC 8122)")
-    so = _msrp_info(offer, m, so._replace(proto_out=MSRP_TCP, ue_fingerprints=fps), strict=True)
+    so = _msrp_info(offer, m, so._replace(proto_out=MSRP_TCP, ue_fingerprints=fps))
     action += "; TCP/TLS/MSRP->TCP/MSRP; UE fingerprint stored, fingerprint and 3ge2ae stripped"
     return so, StreamDecision(i, kind, StreamMode.E2AE, action, rule)
 
@@ -592,7 +599,7 @@ def _plan_terminating(
                   "core, 3ge2ae:applied added")
     so = _base_stream(offer, m, i, kind, StreamMode.E2AE)
     so = so._replace(proto_out=MSRP_TLS, core_fingerprints=core_fps, core_tls=core_tls)
-    so = _msrp_info(offer, m, so, strict=True)
+    so = _msrp_info(offer, m, so)
     return so, StreamDecision(i, kind, StreamMode.E2AE, action + foreign, rule)
 
 

@@ -59,7 +59,7 @@ def listen_socket(host: str, port: int) -> socket.socket:
 
 
 class Leg(asyncio.Protocol):
-    """One TCP connection of the relay, with a TlsEngine on a TLS access leg."""
+    """One TCP connection of the relay, with a TlsEngine when that leg is TLS."""
 
     def __init__(self, relay: MsrpStream, side: Side, accepted: bool) -> None:
         self.relay = relay
@@ -105,6 +105,8 @@ class Leg(asyncio.Protocol):
                 return
             self.cancel_timer()
             self.relay.leg_up(self)
+            if self.closed:
+                return
         try:
             plain = engine.read()
         except TlsError as e:

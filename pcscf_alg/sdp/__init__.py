@@ -9,7 +9,7 @@
 
 from .attrs import E2aeIndicator, parse_3ge2ae
 from .crypto import GATEWAY_SUITES, SUITES, CryptoAttr, KeyParam, generate_crypto, parse_crypto
-from .fingerprint import fingerprint_of, parse_fingerprint
+from .fingerprint import fingerprint_of, format_fingerprint, parse_fingerprint
 from .model import Connection, Media, Sdp
 from .msrp import MsrpUri, parse_msrp_uri, parse_path, parse_setup
 
@@ -24,6 +24,7 @@ __all__ = [
     "MsrpUri",
     "Sdp",
     "fingerprint_of",
+    "format_fingerprint",
     "generate_crypto",
     "parse_3ge2ae",
     "parse_crypto",

