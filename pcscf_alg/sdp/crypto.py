@@ -188,8 +188,9 @@ class CryptoAttr(NamedTuple):
         k = self.keys[0]
         if k.method != "inline":
             return f"key method {k.method} not supported"
-        if k.mki_length is not None:
-            return "MKI not supported"  # spec README §4.4: never rely on MKI (pjsip drops it)
+        # A single key with an MKI is runnable: the gateway checks and strips the MKI of what the
+        # UE sends (pylibsrtp has no MKI support; issue 5). We never *generate* an MKI (spec
+        # README §4.4: pjsip drops it), so only the UE's own lines (K11/K22) can carry one.
         for p in self.params:
             name, _, value = p.partition("=")
             if name == "KDR":

@@ -89,10 +89,20 @@ def _tag(tag: int, suite: str) -> Callable[[AnswerResult], None]:
 
 
 def _tag3_lifetime(a: AnswerResult) -> None:
+    # lines 1 (KDR=1) and 2 (UNENCRYPTED_SRTCP) cannot run in the gateway and are skipped; line 3
+    # carries a lifetime and an MKI, which the gateway honours (it strips the MKI itself)
     _tag(3, "AES_CM_128_HMAC_SHA1_80")(a)
     s = a.plan.streams[0]
     assert s.rx_key is not None and s.rx_key.lifetime == 2**31
-    assert s.tx_key is not None and s.tx_key.lifetime is None
+    assert s.rx_key.mki == b"\x00\x00\x00\x01"
+    # ours: no lifetime (7.2.1 step 8), never an MKI (spec README §4.4)
+    assert s.tx_key is not None and s.tx_key.lifetime is None and s.tx_key.mki is None
+
+
+def _k22_mki(a: AnswerResult) -> None:
+    s = a.plan.streams[0]
+    assert s.rx_key is not None and s.rx_key.mki == b"\x00\x01"
+    assert s.tx_key is not None and s.tx_key.mki is None
 
 
 def _hold(a: AnswerResult) -> None:
@@ -151,6 +161,7 @@ CHECKS: dict[str, Callable[[AnswerResult], None]] = {
     "mux_false": _mux_false,
     "tag3_32": _tag(3, "AES_CM_128_HMAC_SHA1_32"),
     "tag3_lifetime": _tag3_lifetime,
+    "k22_mki": _k22_mki,
     "tag2_gcm256": _tag(2, "AEAD_AES_256_GCM"),
     "tag2_32": _tag(2, "AES_CM_128_HMAC_SHA1_32"),
     "term_tag1": _tag(1, "AES_CM_128_HMAC_SHA1_80"),
@@ -376,9 +387,9 @@ CASES: list[Case] = [
             c=IN IP4 198.51.100.10
             t=0 0
             m=audio 49170 RTP/SAVP 0
-            a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:$K80|2^20|1:4
+            a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:$K80|2^20|1:4 KDR=1
             a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:$K80 UNENCRYPTED_SRTCP
-            a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:$K80|2^31 KDR=0 WSH=128
+            a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:$K80|2^31|1:4 KDR=0 WSH=128
             a=3ge2ae:requested
         """,
         offer_out="""
@@ -2978,8 +2989,19 @@ CASES: list[Case] = [
             a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:$K80B|1:2
             a=sendrecv
         """,
-        error='MKI not supported',
-        error_at="answer",
+        answer_out="""
+            v=0
+            o=- 3 3 IN IP4 192.0.2.20
+            s=-
+            c=IN IP4 192.0.2.20
+            t=0 0
+            m=audio 30000 RTP/AVP 96 100
+            a=rtpmap:96 AMR-WB/16000/1
+            a=rtpmap:100 telephone-event/16000
+            a=sendrecv
+        """,
+        modes="e2ae",
+        check="k22_mki",
     ),
     Case(
         name="term_anchor_all_plain_rtp",

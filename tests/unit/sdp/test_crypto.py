@@ -60,7 +60,8 @@ def test_lifetime_mki_and_session_params() -> None:
     assert (c.key.mki_value, c.key.mki_length, c.key.mki) == (1, 4, b"\x00\x00\x00\x01")
     assert c.params == ("KDR=0", "UNENCRYPTED_SRTCP", "WSH=64")
     assert c.param("UNENCRYPTED_SRTCP") == "" and c.param("KDR") == "0"
-    assert c.gateway_problem() == "MKI not supported"
+    # the MKI is fine (the gateway strips it); the session parameter is not
+    assert c.gateway_problem() == "session parameter UNENCRYPTED_SRTCP not supported"
     key = c.to_srtp_key()
     assert key.unencrypted_srtcp and not key.unencrypted_srtp and key.mki == b"\x00\x00\x00\x01"
     assert c.to_sdp() == f"1 AES_CM_128_HMAC_SHA1_80 inline:{k}|2^31|1:4 KDR=0 " \
