@@ -312,7 +312,8 @@ def main() -> None:
     results = uvloop.run(amain(args))
     base = results.get("relay-tcp")
     print(
-        f"{args.mbytes} MB each way per mode, 16 KiB MSRP chunks, loop-back, {os.cpu_count()} CPUs"
+        f"{args.mbytes} MB each way per mode, 16 KiB MSRP chunks, best of {args.rounds} "
+        f"interleaved rounds, loop-back, {os.cpu_count()} CPUs"
     )
     print()
     print(

@@ -89,6 +89,94 @@ SCENARIO_KEYS: dict[str, dict[str, dict[str, str]]] = {
     },
 }
 
+# The e2ae call scenarios (issue 6): only meaningful through pcscf-alg, so "direct" = "proxy".
+# The values are those of each scenario's standalone command line; tests override them.
+_K_UE = "Rg33G9EzbqVaNQ3hXdFAHcUN6otysbWPUxp3zxCC"
+_K_UE2 = "MoNHDeEa+5SmQUjjM2YlydHnpHWBlyspHpxHnB/h"
+_FP = (
+    "20:D8:F4:8A:76:9B:45:C5:BE:FF:D5:C0:3F:45:25:44:"
+    "E5:BE:C4:25:60:61:1A:39:AC:26:F1:A1:BD:07:59:18"
+)
+_E2AE_KEYS: dict[str, dict[str, str]] = {
+    "ue_e2ae_orig.xml": {
+        "sc": _SS_BOTH,
+        "k1": _K_UE,
+        "k2": _K_UE2,
+        "rtp_port": "41000",
+        "msrp_port": "41010",
+        "fp": _FP,
+        "xa": "\r\na=3ge2ae:requested",
+        "xm": "\r\na=3ge2ae:requested\r\na=msrp-cema",
+        "sel": "1 AES_CM_128_HMAC_SHA1_80",
+        "rtp_mode": "e2ae",
+        "msrp_mode": "e2ae",
+        "bye": "send",
+        "hold": "2000",
+    },
+    "scscf_e2ae_orig.xml": {
+        "rtp_port": "42000",
+        "msrp_port": "42010",
+        "ue_rtp_port": "41000",
+        "ue_msrp_port": "41010",
+        "agw_ip": "127.0.0.1",
+        "rtp_mode": "e2ae",
+        "msrp_mode": "e2ae",
+        "mscheme": "msrp",
+        "xa": "",
+        "xm": "\r\na=msrp-cema",
+        "bye": "recv",
+        "hold": "0",
+    },
+    "scscf_e2ae_term.xml": {
+        "rtp_port": "42000",
+        "msrp_port": "42010",
+        "aproto": "RTP/AVP",
+        "mproto": "TCP/MSRP",
+        "mscheme": "msrp",
+        "msetup": "passive",
+        "xa": "",
+        "xm": "\r\na=msrp-cema",
+        "ue_rtp_port": "41000",
+        "ue_msrp_port": "41010",
+        "ue_fp": _FP,
+        "agw_ip": "127.0.0.1",
+        "rtp_mode": "e2ae",
+        "msrp_mode": "e2ae",
+        "bye": "send",
+        "hold": "2000",
+    },
+    "ue_e2ae_term.xml": {
+        "sc": _SS_BOTH,
+        "k1": _K_UE,
+        "rtp_port": "41000",
+        "msrp_port": "41010",
+        "fp": _FP,
+        "mscheme": "msrps",
+        "xa": "",
+        "xm": "\r\na=msrp-cema",
+        "core_rtp_port": "42000",
+        "core_msrp_port": "42010",
+        "rtp_mode": "e2ae",
+        "msrp_mode": "e2ae",
+        "bye": "recv",
+        "hold": "0",
+    },
+    "registrar_e2ae.xml": {"linger": "2000"},
+    "ue_e2ae_rejected.xml": {"sc": "msrp-tls;mediasec", "k1": _K_UE, "rtp_port": "41000"},
+    "ue_e2ae_prack.xml": {"k1": _K_UE, "rtp_port": "41000", "hold": "1000"},
+    "scscf_e2ae_prack.xml": {"rtp_port": "42000", "ue_rtp_port": "41000"},
+    "ue_e2ae_late_offer.xml": {"k1": _K_UE, "rtp_port": "41000", "hold": "1000"},
+    "scscf_e2ae_late_offer.xml": {"rtp_port": "42000", "ue_rtp_port": "41000"},
+    "ue_e2ae_reinvite.xml": {"k1": _K_UE, "rtp_port": "41000", "hold": "1000"},
+    "scscf_e2ae_reinvite.xml": {"rtp_port": "42000", "ue_rtp_port": "41000"},
+    "ue_e2ae_update.xml": {"k1": _K_UE, "rtp_port": "41000", "hold": "1000"},
+    "scscf_e2ae_update.xml": {"rtp_port": "42000", "ue_rtp_port": "41000"},
+    "ue_e2ae_fork.xml": {"k1": _K_UE, "rtp_port": "41000", "hold": "1000"},
+    "scscf_e2ae_fork.xml": {"rtp_port_a": "42100", "rtp_port": "42000", "ue_rtp_port": "41000"},
+}
+for _name, _keys in _E2AE_KEYS.items():
+    SCENARIO_KEYS[_name] = {"proxy": _keys, "direct": _keys}
+
 
 def scenario_path(name: str | os.PathLike[str]) -> Path:
     """Absolute path of a scenario: an existing path as given, else a file name in scenarios/."""

@@ -123,14 +123,30 @@ def addrtype_of(host: str) -> str:
     return "IP6" if ":" in host else "IP4"
 
 
+# Direction attribute patterns in the cached text, built once (not one f-string per lookup).
+_DIR_PATS = tuple(("\na=" + d + "\n", d) for d in DIRECTIONS)
+_DIR_LINES = frozenset(p for p, _ in _DIR_PATS)
+
+
+def _low_same_length(raw: str) -> str:
+    """`raw.lower()`, except that a character whose lower case has another length is kept as
+    is, so that offsets in the lowered text are offsets in `raw` (non-ASCII only)."""
+    low = raw.lower()
+    if len(low) != len(raw):
+        low = "".join(c if len(c.lower()) != 1 else c.lower() for c in raw)
+    return low
+
+
 class Media:
     """One media description: `lines[0]` is the `m=` line, then i=, c=, b=, k=, a= lines.
 
     Attribute lookups search a cached text of the section ("\n" + lines joined by "\n" +
     "\n", and its lower-cased twin) with `str.find`, at C speed: a per-line Python loop costs
     ~0.2 µs a line here, and a VoLTE m-line has ~30. Attribute names match case-insensitively.
-    Edit the lines only through the methods below (or call `touch()` after editing `lines`
-    directly), so that the cached text is rebuilt.
+    The edits below keep that text up to date by slicing (removing or inserting attribute
+    lines, changing the m= line), so a rewrite that looks up, edits and looks up again does
+    not rebuild it; `set_line` just drops it. Edit the lines only through these methods (or call
+    `touch()` after editing `lines` directly).
     """
 
     __slots__ = ("_ci", "_text", "fmts", "lines", "media", "nports", "port", "proto")
@@ -155,13 +171,17 @@ class Media:
         if len(parts) < 4:
             raise SdpError("SDP syntax error: m= line needs media, port, proto and formats")
         self.media = parts[0]
-        port, _, nports = parts[1].partition("/")
-        if not port.isdigit() or (nports and not nports.isdigit()):
-            raise SdpError("SDP syntax error: bad port in m= line")
-        self.port = int(port)
-        if self.port > 65535:
+        port = parts[1]
+        if port.isdigit():  # the common case: no port count
+            self.nports = ""
+        else:
+            port, _, nports = port.partition("/")
+            if not port.isdigit() or not nports.isdigit():
+                raise SdpError("SDP syntax error: bad port in m= line")
+            self.nports = nports
+        p = self.port = int(port)
+        if p > 65535:
             raise SdpError("SDP syntax error: m= port out of range")
-        self.nports = nports
         self.proto = parts[2]
         self.fmts = parts[3:]
 
@@ -174,10 +194,7 @@ class Media:
         t = self._text
         if t is None:
             raw = "\n" + "\n".join(self.lines) + "\n"
-            low = raw.lower()
-            if len(low) != len(raw):  # a non-ASCII character changed length when lowered
-                low = "".join(c if len(c.lower()) != 1 else c.lower() for c in raw)
-            t = self._text = (raw, low)
+            t = self._text = (raw, _low_same_length(raw))
         return t
 
     def touch(self) -> None:
@@ -186,22 +203,33 @@ class Media:
         self._ci = -2
 
     def _positions(self, name: str) -> list[int]:
-        """Offsets (in the cached text) of the newline before each `a=<name>` line."""
-        low = self._texts()[1]
+        """Offsets (in the cached text) of the newline before each `a=<name>` line, ascending.
+
+        One `find` pattern ("\na=<name>") and a check of the character after it (':' or end of
+        line), rather than one scan per form of the line and a sort.
+        """
+        t = self._text
+        low = (t if t is not None else self._texts())[1]
+        pat = "\na=" + name
+        p = low.find(pat)
+        if p < 0:
+            return []
+        k = len(pat)
         out: list[int] = []
-        for pat in (f"\na={name}:", f"\na={name}\n"):
-            p = low.find(pat)
-            while p >= 0:
+        while p >= 0:
+            c = low[p + k]  # never out of range: the text ends with "\n"
+            if c == ":" or c == "\n":
                 out.append(p)
-                p = low.find(pat, p + 1)
-        if len(out) > 1:
-            out.sort()
+            p = low.find(pat, p + k)
         return out
 
     def indices(self, name: str) -> list[int]:
         """Line indices of every `a=<name>` line (name in lower case)."""
+        pos = self._positions(name)
+        if not pos:
+            return pos
         raw = self._texts()[0]
-        return [raw.count("\n", 0, p) for p in self._positions(name)]
+        return [raw.count("\n", 0, p) for p in pos]
 
     def find(self, name: str, start: int = 1) -> int:
         """Index of the first `a=<name>` line at or after `start`, or -1 (name lower case)."""
@@ -227,15 +255,32 @@ class Media:
         return out
 
     def has_attr(self, name: str) -> bool:
-        low = self._texts()[1]
-        return f"\na={name}:" in low or f"\na={name}\n" in low
+        t = self._text
+        low = (t if t is not None else self._texts())[1]
+        pat = "\na=" + name
+        k = len(pat)
+        p = low.find(pat)
+        while p >= 0:
+            c = low[p + k]
+            if c == ":" or c == "\n":
+                return True
+            p = low.find(pat, p + k)
+        return False
 
     # -- edits -----------------------------------------------------------------------------
 
     def _rebuild(self) -> None:
         port = f"{self.port}/{self.nports}" if self.nports else str(self.port)
-        self.lines[0] = f"m={self.media} {port} {self.proto} {' '.join(self.fmts)}"
-        self._text = None
+        line = self.lines[0] = f"m={self.media} {port} {self.proto} {' '.join(self.fmts)}"
+        t = self._text
+        if t is not None:
+            # Splice the new m= line into the cached text instead of dropping it.
+            raw, low = t
+            e = raw.find("\n", 1)
+            if line.isascii():
+                self._text = ("\n" + line + raw[e:], "\n" + line.lower() + low[e:])
+            else:  # pragma: no cover - our m= lines are ASCII; keep offsets exact anyway
+                self._text = None
 
     def set_port(self, port: int) -> None:
         if port != self.port or self.nports:
@@ -259,14 +304,33 @@ class Media:
 
     def remove_attrs(self, *names: str) -> int:
         """Remove every `a=<name>` line for the given (lower-case) names; return how many."""
-        drop: set[int] = set()
-        for name in names:
-            drop.update(self.indices(name))
-        if drop:
-            self.lines = [line for i, line in enumerate(self.lines) if i not in drop]
-            self._text = None
-            self._ci = -2
-        return len(drop)
+        if len(names) == 1:
+            pos = self._positions(names[0])
+        else:
+            found: set[int] = set()
+            for name in names:
+                found.update(self._positions(name))
+            pos = sorted(found)
+        if not pos:
+            return 0
+        # Delete the few lines in place (not a comprehension over all ~30 lines) and cut
+        # them out of the cached text, which stays valid for the next lookup.
+        raw, low = self._texts()
+        lines = self.lines
+        raw_parts: list[str] = []
+        low_parts: list[str] = []
+        cut = 0
+        for p in reversed([raw.count("\n", 0, p) for p in pos]):
+            del lines[p]
+        for p in pos:
+            raw_parts.append(raw[cut:p])
+            low_parts.append(low[cut:p])
+            cut = raw.find("\n", p + 1)
+        raw_parts.append(raw[cut:])
+        low_parts.append(low[cut:])
+        self._text = ("".join(raw_parts), "".join(low_parts))
+        self._ci = -2
+        return len(pos)
 
     def remove_where(self, pred: Callable[[str], bool]) -> int:
         """Remove the a= lines (never the m= line) for which `pred(line)` is true."""
@@ -285,11 +349,13 @@ class Media:
         return self.port == 0
 
     def connection_index(self) -> int:
-        if self._ci != -2:
-            return self._ci
+        ci = self._ci
+        if ci != -2:
+            return ci
         ci = -1
-        for i in range(1, len(self.lines)):
-            c = self.lines[i][0]
+        lines = self.lines
+        for i in range(1, len(lines)):
+            c = lines[i][0]
             if c == "c":
                 ci = i
                 break
@@ -303,25 +369,50 @@ class Media:
         return None if i < 0 else Connection.parse(self.lines[i])
 
     def direction(self) -> str | None:
+        t = self._text
+        low = (t if t is not None else self._texts())[1]
+        best = -1
+        found = None
+        for pat, d in _DIR_PATS:
+            p = low.find(pat)
+            if p >= 0 and (found is None or p < best):
+                best, found = p, d
+        return found
+
+    def _insert_offset(self) -> int:
+        """Text offset of the newline before the last direction attribute, else of the final
+        newline (the end of the section). The last line is checked first: it is the direction
+        attribute in nearly every SDP."""
         low = self._texts()[1]
-        best: tuple[int, str] | None = None
-        for d in DIRECTIONS:
-            p = low.find(f"\na={d}\n")
-            if p >= 0 and (best is None or p < best[0]):
-                best = (p, d)
-        return None if best is None else best[1]
+        q = low.rfind("\n", 0, len(low) - 1)
+        if low[q:] in _DIR_LINES:
+            return q
+        best = max(low.rfind(pat) for pat, _ in _DIR_PATS)
+        return best if best > 0 else len(low) - 1
 
     def insert_point(self) -> int:
         """Where new attributes go: before the last direction attribute, else at the end.
 
         Examples 06 and 08 of the spec put `a=crypto`/`a=3ge2ae` just before `a=sendrecv`.
         """
-        raw, low = self._texts()
-        best = max(low.rfind(f"\na={d}\n") for d in DIRECTIONS)
-        return raw.count("\n", 0, best) if best > 0 else len(self.lines)
+        q = self._insert_offset()
+        return self._texts()[0].count("\n", 0, q)
 
     def insert_attrs(self, new: list[str], at: int | None = None) -> None:
-        self.insert_lines(self.insert_point() if at is None else at, new)
+        if at is not None:
+            self.insert_lines(at, new)
+            return
+        q = self._insert_offset()
+        raw, low = self._texts()
+        i = raw.count("\n", 0, q)
+        self.lines[i:i] = new
+        # Splice the new lines into the cached text (valid for the next lookup).
+        add = "".join("\n" + line for line in new)
+        if add.isascii():
+            self._text = (raw[:q] + add + raw[q:], low[:q] + add.lower() + low[q:])
+        else:
+            self._text = None
+        self._ci = -2
 
     def replace_or_insert(self, name: str, line: str) -> int:
         """Replace the first `a=<name>` line by `line` (others removed), or insert it.

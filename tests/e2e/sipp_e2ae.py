@@ -235,7 +235,10 @@ def exchange_srtp(
     tx = srtp_session(ue_tx_key, suite, outbound=True)
     up = b"UE-to-core voice " + os.urandom(8)
     pkt = relay_once(
-        ue, agw_access, lambda s: tx.protect(rtp_packet(s, up)), core,
+        ue,
+        agw_access,
+        lambda s: tx.protect(rtp_packet(s, up)),
+        core,
         lambda d: rtp_payload(d) == up,
     )
     assert len(pkt) == 12 + len(up), "the core must get plain RTP (no SRTP auth tag)"
@@ -269,16 +272,19 @@ def exchange_plain_rtp(
 
 def msrp_send(tid: str, to_path: str, from_path: str, body: bytes) -> bytes:
     return (
-        f"MSRP {tid} SEND\r\nTo-Path: {to_path}\r\nFrom-Path: {from_path}\r\n"
-        f"Message-ID: m-{tid}\r\nByte-Range: 1-{len(body)}/{len(body)}\r\n"
-        f"Content-Type: text/plain\r\n\r\n"
-    ).encode() + body + f"\r\n-------{tid}$\r\n".encode()
+        (
+            f"MSRP {tid} SEND\r\nTo-Path: {to_path}\r\nFrom-Path: {from_path}\r\n"
+            f"Message-ID: m-{tid}\r\nByte-Range: 1-{len(body)}/{len(body)}\r\n"
+            f"Content-Type: text/plain\r\n\r\n"
+        ).encode()
+        + body
+        + f"\r\n-------{tid}$\r\n".encode()
+    )
 
 
 def msrp_ok(tid: str, to_path: str, from_path: str) -> bytes:
     return (
-        f"MSRP {tid} 200 OK\r\nTo-Path: {to_path}\r\nFrom-Path: {from_path}\r\n"
-        f"-------{tid}$\r\n"
+        f"MSRP {tid} 200 OK\r\nTo-Path: {to_path}\r\nFrom-Path: {from_path}\r\n-------{tid}$\r\n"
     ).encode()
 
 
@@ -379,15 +385,33 @@ class Pair:
 
 @contextlib.contextmanager
 def sipp_pair(
-    d: Daemon, tmp_path: Path, *, ue_keys: dict[str, str], core_keys: dict[str, str],
-    ue_scenario: str = "ue_e2ae_orig.xml", core_scenario: str = "scscf_e2ae_orig.xml",
+    d: Daemon,
+    tmp_path: Path,
+    *,
+    ue_keys: dict[str, str],
+    core_keys: dict[str, str],
+    ue_scenario: str = "ue_e2ae_orig.xml",
+    core_scenario: str = "scscf_e2ae_orig.xml",
     timeout: float = 20.0,
 ) -> Iterator[Pair]:
-    core = SippAgent(core_scenario, role="uas", local_port=d.next_hop_port, keys=core_keys,
-                     timeout=timeout, name="core")
-    ue = SippAgent(ue_scenario, role="uac", remote=f"{HOST}:{d.next_hop_port}",
-                   rsa=f"{HOST}:{d.access_port}", service="alice", keys=ue_keys,
-                   timeout=timeout, name="ue")
+    core = SippAgent(
+        core_scenario,
+        role="uas",
+        local_port=d.next_hop_port,
+        keys=core_keys,
+        timeout=timeout,
+        name="core",
+    )
+    ue = SippAgent(
+        ue_scenario,
+        role="uac",
+        remote=f"{HOST}:{d.next_hop_port}",
+        rsa=f"{HOST}:{d.access_port}",
+        service="alice",
+        keys=ue_keys,
+        timeout=timeout,
+        name="ue",
+    )
     cp = start(core, tmp_path)
     up: SippProcess | None = None
     try:

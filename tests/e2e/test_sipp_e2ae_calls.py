@@ -57,23 +57,45 @@ def peers() -> Iterator[UeMedia]:
 
 
 def orig_keys(
-    p: UeMedia, fp: str, *, xa: str = REQ, xm: str = REQ + CEMA, rtp_mode: str = "e2ae",
-    msrp_mode: str = "e2ae", bye_ue: str = "send", sc: str = BOTH, ue_msrp_port: int = 41010,
+    p: UeMedia,
+    fp: str,
+    *,
+    xa: str = REQ,
+    xm: str = REQ + CEMA,
+    rtp_mode: str = "e2ae",
+    msrp_mode: str = "e2ae",
+    bye_ue: str = "send",
+    sc: str = BOTH,
+    ue_msrp_port: int = 41010,
 ) -> tuple[dict[str, str], dict[str, str]]:
     ue = {
-        "sc": sc, "k1": p.k1, "k2": p.k2, "rtp_port": str(p.rtp.getsockname()[1]),
-        "msrp_port": str(ue_msrp_port), "fp": fp, "xa": xa, "xm": xm,
-        "sel": f"1 {SUITE80}", "rtp_mode": rtp_mode, "msrp_mode": msrp_mode,
-        "bye": bye_ue, "hold": str(HOLD_MS),
+        "sc": sc,
+        "k1": p.k1,
+        "k2": p.k2,
+        "rtp_port": str(p.rtp.getsockname()[1]),
+        "msrp_port": str(ue_msrp_port),
+        "fp": fp,
+        "xa": xa,
+        "xm": xm,
+        "sel": f"1 {SUITE80}",
+        "rtp_mode": rtp_mode,
+        "msrp_mode": msrp_mode,
+        "bye": bye_ue,
+        "hold": str(HOLD_MS),
     }
     cema = CEMA if CEMA in xm else ""
     core = {
         "rtp_port": str(p.core_rtp.getsockname()[1]),
         "msrp_port": str(p.core_msrp.getsockname()[1]),
-        "ue_rtp_port": ue["rtp_port"], "ue_msrp_port": str(ue_msrp_port), "agw_ip": HOST,
-        "rtp_mode": rtp_mode, "msrp_mode": msrp_mode,
+        "ue_rtp_port": ue["rtp_port"],
+        "ue_msrp_port": str(ue_msrp_port),
+        "agw_ip": HOST,
+        "rtp_mode": rtp_mode,
+        "msrp_mode": msrp_mode,
         "mscheme": "msrp" if msrp_mode == "e2ae" else "msrps",
-        "xa": "", "xm": cema, "bye": "recv" if bye_ue == "send" else "send",
+        "xa": "",
+        "xm": cema,
+        "bye": "recv" if bye_ue == "send" else "send",
         "hold": str(HOLD_MS),
     }
     if bye_ue == "recv":
@@ -82,8 +104,13 @@ def orig_keys(
 
 
 def msrp_roundtrip(
-    ue_cert: Any, ue_ans: Any, core_listener: socket.socket, *, cema: bool,
-    ue_path: str, core_offer_path: tuple[str, str],
+    ue_cert: Any,
+    ue_ans: Any,
+    core_listener: socket.socket,
+    *,
+    cema: bool,
+    ue_path: str,
+    core_offer_path: tuple[str, str],
     wrap_core: Callable[[socket.socket], socket.socket] | None = None,
 ) -> None:
     """UE (TLS client) -> gateway -> core (TCP, or TLS with `wrap_core`): SEND, and its 200
@@ -123,8 +150,9 @@ def msrp_roundtrip(
 
 
 @pytest.mark.parametrize("cema", [True, False], ids=["cema", "non-cema"])
-def test_originating_rtp_and_msrp(daemon: Daemon, tmp_path: Path, peers: UeMedia,
-                                  cema: bool) -> None:
+def test_originating_rtp_and_msrp(
+    daemon: Daemon, tmp_path: Path, peers: UeMedia, cema: bool
+) -> None:
     cert, fp = ue_certificate(tmp_path)
     ue_keys, core_keys = orig_keys(peers, fp, xm=REQ + (CEMA if cema else ""))
     with sipp_pair(daemon, tmp_path, ue_keys=ue_keys, core_keys=core_keys) as pair:
@@ -139,8 +167,12 @@ def test_originating_rtp_and_msrp(daemon: Daemon, tmp_path: Path, peers: UeMedia
         k12_b64 = media(ue_sdp, "audio").attr("crypto").split("inline:", 1)[1]  # type: ignore[union-attr]
         assert k12_b64 not in (peers.k1, peers.k2)
         exchange_srtp(
-            ue=peers.rtp, ue_tx_key=peers.k1, ue_rx_key=k12_b64, suite=SUITE80,
-            agw_access=addr(ue_sdp, "audio"), core=peers.core_rtp,
+            ue=peers.rtp,
+            ue_tx_key=peers.k1,
+            ue_rx_key=k12_b64,
+            suite=SUITE80,
+            agw_access=addr(ue_sdp, "audio"),
+            core=peers.core_rtp,
             agw_core=addr(core_sdp, "audio"),
         )
         # MSRP
@@ -148,8 +180,14 @@ def test_originating_rtp_and_msrp(daemon: Daemon, tmp_path: Path, peers: UeMedia
         ue_path = f"msrps://{HOST}:41010/ue{pair.ue.pid};tcp"
         core_path = f"msrp://{HOST}:{peers.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
         assert (core_m.attr("path") == ue_path) is cema
-        msrp_roundtrip(cert, ue_sdp, peers.core_msrp, cema=cema, ue_path=ue_path,
-                       core_offer_path=(core_path, core_m.attr("path") or ""))
+        msrp_roundtrip(
+            cert,
+            ue_sdp,
+            peers.core_msrp,
+            cema=cema,
+            ue_path=ue_path,
+            core_offer_path=(core_path, core_m.attr("path") or ""),
+        )
         pair.finish()
     assert_released(daemon)
 
@@ -158,36 +196,73 @@ def test_originating_rtp_and_msrp(daemon: Daemon, tmp_path: Path, peers: UeMedia
 
 
 def term_keys(
-    p: UeMedia, fp: str, *, cema: bool = True, aproto: str = "RTP/AVP",
-    mproto: str = "TCP/MSRP", rtp_mode: str = "e2ae", msrp_mode: str = "e2ae",
-    core_msrp_mode: str | None = None, sc: str = BOTH, xa_core: str = "", xm_core: str = "",
-    bye_core: str = "send", bye_ue: str = "recv", ue_msrp_port: int = 41010,
+    p: UeMedia,
+    fp: str,
+    *,
+    cema: bool = True,
+    aproto: str = "RTP/AVP",
+    mproto: str = "TCP/MSRP",
+    rtp_mode: str = "e2ae",
+    msrp_mode: str = "e2ae",
+    core_msrp_mode: str | None = None,
+    sc: str = BOTH,
+    xa_core: str = "",
+    xm_core: str = "",
+    bye_core: str = "send",
+    bye_ue: str = "recv",
+    ue_msrp_port: int = 41010,
     ue_mscheme: str = "msrps",
 ) -> tuple[dict[str, str], dict[str, str]]:
     c = CEMA if cema else ""
     core = {
         "rtp_port": str(p.core_rtp.getsockname()[1]),
         "msrp_port": str(p.core_msrp.getsockname()[1]),
-        "aproto": aproto, "mproto": mproto,
-        "mscheme": "msrps" if "TLS" in mproto else "msrp", "msetup": "passive",
-        "xa": xa_core, "xm": xm_core + c,
-        "ue_rtp_port": str(p.rtp.getsockname()[1]), "ue_msrp_port": str(ue_msrp_port),
-        "ue_fp": fp, "agw_ip": HOST, "rtp_mode": rtp_mode,
-        "msrp_mode": core_msrp_mode or msrp_mode, "bye": bye_core, "hold": str(HOLD_MS),
+        "aproto": aproto,
+        "mproto": mproto,
+        "mscheme": "msrps" if "TLS" in mproto else "msrp",
+        "msetup": "passive",
+        "xa": xa_core,
+        "xm": xm_core + c,
+        "ue_rtp_port": str(p.rtp.getsockname()[1]),
+        "ue_msrp_port": str(ue_msrp_port),
+        "ue_fp": fp,
+        "agw_ip": HOST,
+        "rtp_mode": rtp_mode,
+        "msrp_mode": core_msrp_mode or msrp_mode,
+        "bye": bye_core,
+        "hold": str(HOLD_MS),
     }
     ue = {
-        "sc": sc, "k1": p.k1, "rtp_port": core["ue_rtp_port"], "msrp_port": str(ue_msrp_port),
-        "fp": fp, "mscheme": ue_mscheme, "xa": "", "xm": c,
-        "core_rtp_port": core["rtp_port"], "core_msrp_port": core["msrp_port"],
-        "rtp_mode": rtp_mode, "msrp_mode": msrp_mode, "bye": bye_ue, "hold": str(HOLD_MS),
+        "sc": sc,
+        "k1": p.k1,
+        "rtp_port": core["ue_rtp_port"],
+        "msrp_port": str(ue_msrp_port),
+        "fp": fp,
+        "mscheme": ue_mscheme,
+        "xa": "",
+        "xm": c,
+        "core_rtp_port": core["rtp_port"],
+        "core_msrp_port": core["msrp_port"],
+        "rtp_mode": rtp_mode,
+        "msrp_mode": msrp_mode,
+        "bye": bye_ue,
+        "hold": str(HOLD_MS),
     }
     return ue, core
 
 
-def term_pair(d: Daemon, tmp_path: Path, ue_keys: dict[str, str], core_keys: dict[str, str],
-              **kw: Any) -> Any:
-    return sipp_pair(d, tmp_path, ue_keys=ue_keys, core_keys=core_keys,
-                     ue_scenario="ue_e2ae_term.xml", core_scenario="scscf_e2ae_term.xml", **kw)
+def term_pair(
+    d: Daemon, tmp_path: Path, ue_keys: dict[str, str], core_keys: dict[str, str], **kw: Any
+) -> Any:
+    return sipp_pair(
+        d,
+        tmp_path,
+        ue_keys=ue_keys,
+        core_keys=core_keys,
+        ue_scenario="ue_e2ae_term.xml",
+        core_scenario="scscf_e2ae_term.xml",
+        **kw,
+    )
 
 
 def k21_of(ue_offer: Any) -> str:
@@ -197,8 +272,9 @@ def k21_of(ue_offer: Any) -> str:
 
 
 @pytest.mark.parametrize("cema", [True, False], ids=["cema", "non-cema"])
-def test_terminating_rtp_and_msrp(daemon: Daemon, tmp_path: Path, peers: UeMedia,
-                                  cema: bool) -> None:
+def test_terminating_rtp_and_msrp(
+    daemon: Daemon, tmp_path: Path, peers: UeMedia, cema: bool
+) -> None:
     cert, fp = ue_certificate(tmp_path)
     ue_keys, core_keys = term_keys(peers, fp, cema=cema)
     with term_pair(daemon, tmp_path, ue_keys, core_keys) as pair:
@@ -214,8 +290,12 @@ def test_terminating_rtp_and_msrp(daemon: Daemon, tmp_path: Path, peers: UeMedia
         k21 = k21_of(ue_sdp)
         assert k21 != peers.k1
         exchange_srtp(
-            ue=peers.rtp, ue_tx_key=peers.k1, ue_rx_key=k21, suite=SUITE80,
-            agw_access=addr(ue_sdp, "audio"), core=peers.core_rtp,
+            ue=peers.rtp,
+            ue_tx_key=peers.k1,
+            ue_rx_key=k21,
+            suite=SUITE80,
+            agw_access=addr(ue_sdp, "audio"),
+            core=peers.core_rtp,
             agw_core=addr(core_sdp, "audio"),
         )
         ue_m = media(ue_sdp, "message")
@@ -224,8 +304,14 @@ def test_terminating_rtp_and_msrp(daemon: Daemon, tmp_path: Path, peers: UeMedia
         core_path = f"msrp://{HOST}:{peers.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
         core_m = media(core_sdp, "message")
         assert (core_m.attr("path") == ue_path) is cema
-        msrp_roundtrip(cert, ue_sdp, peers.core_msrp, cema=cema, ue_path=ue_path,
-                       core_offer_path=(core_path, core_m.attr("path") or ""))
+        msrp_roundtrip(
+            cert,
+            ue_sdp,
+            peers.core_msrp,
+            cema=cema,
+            ue_path=ue_path,
+            core_offer_path=(core_path, core_m.attr("path") or ""),
+        )
         pair.finish()
     assert_released(daemon)
 
@@ -286,9 +372,15 @@ def test_e2ae_requested_without_registered_support_gets_488(
     daemon: Daemon, tmp_path: Path, peers: UeMedia
 ) -> None:
     with sipp_pair(
-        daemon, tmp_path, ue_scenario="ue_e2ae_rejected.xml", core_scenario="registrar_e2ae.xml",
-        ue_keys={"sc": "msrp-tls;mediasec", "k1": peers.k1,
-                 "rtp_port": str(peers.rtp.getsockname()[1])},
+        daemon,
+        tmp_path,
+        ue_scenario="ue_e2ae_rejected.xml",
+        core_scenario="registrar_e2ae.xml",
+        ue_keys={
+            "sc": "msrp-tls;mediasec",
+            "k1": peers.k1,
+            "rtp_port": str(peers.rtp.getsockname()[1]),
+        },
         core_keys={"linger": "1500"},
     ) as pair:
         pair.finish()
@@ -342,8 +434,14 @@ def test_policy_originating_msrp_tls_without_indication(
             assert core_m.proto == "TCP/MSRP" and core_m.attr("fingerprint") is None
             ue_path = f"msrps://{HOST}:41010/ue{pair.ue.pid};tcp"
             core_path = f"msrp://{HOST}:{peers.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
-            msrp_roundtrip(cert, ue_sdp, peers.core_msrp, cema=True, ue_path=ue_path,
-                           core_offer_path=(core_path, ue_path))
+            msrp_roundtrip(
+                cert,
+                ue_sdp,
+                peers.core_msrp,
+                cema=True,
+                ue_path=ue_path,
+                core_offer_path=(core_path, ue_path),
+            )
         # the audio stream asked for e2ae in both cases
         assert media(core_sdp, "audio").proto == "RTP/AVP"
         pair.finish()
@@ -362,8 +460,13 @@ def test_policy_terminating_msrp_for_ue_without_msrp_tls_registration(
     sdes-srtp;mediasec: no media security (strict) or TLS towards the UE anyway (RCS 5.1)."""
     d = start_daemon(daemon_factory, policy)
     cert, fp = ue_certificate(tmp_path)
-    ue_keys, core_keys = term_keys(peers, fp, sc="sdes-srtp;mediasec", msrp_mode=msrp_mode,
-                                   ue_mscheme="msrps" if msrp_mode == "e2ae" else "msrp")
+    ue_keys, core_keys = term_keys(
+        peers,
+        fp,
+        sc="sdes-srtp;mediasec",
+        msrp_mode=msrp_mode,
+        ue_mscheme="msrps" if msrp_mode == "e2ae" else "msrp",
+    )
     with term_pair(d, tmp_path, ue_keys, core_keys) as pair:
         ue_sdp = sdp_of(wait_traced(pair.ue, received("INVITE"), "INVITE at the UE"))
         wait_traced(pair.core, received(200, "INVITE"), "200 at the core")
@@ -375,8 +478,14 @@ def test_policy_terminating_msrp_for_ue_without_msrp_tls_registration(
             assert ue_m.proto == "TCP/TLS/MSRP" and ue_m.attrs("3ge2ae") == ["applied"]
             ue_path = f"msrps://{HOST}:41010/ue{pair.ue.pid};tcp"
             core_path = f"msrp://{HOST}:{peers.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
-            msrp_roundtrip(cert, ue_sdp, peers.core_msrp, cema=True, ue_path=ue_path,
-                           core_offer_path=(core_path, ue_path))
+            msrp_roundtrip(
+                cert,
+                ue_sdp,
+                peers.core_msrp,
+                cema=True,
+                ue_path=ue_path,
+                core_offer_path=(core_path, ue_path),
+            )
         # RTP support was registered: e2ae in both cases
         assert media(ue_sdp, "audio").attrs("3ge2ae") == ["applied"]
         pair.finish()
@@ -384,7 +493,8 @@ def test_policy_terminating_msrp_for_ue_without_msrp_tls_registration(
 
 
 @pytest.mark.parametrize(
-    ("policy", "core_mode"), [(None, "pass"), ("lawful-intercept", "li")],
+    ("policy", "core_mode"),
+    [(None, "pass"), ("lawful-intercept", "li")],
     ids=["strict-pass", "li-terminate"],
 )
 def test_policy_tls_from_the_core_passed_or_terminated(
@@ -397,7 +507,11 @@ def test_policy_tls_from_the_core_passed_or_terminated(
     core_cert, core_fp = ue_certificate(tmp_path, "far-end")
     msrp_mode = "pass" if core_mode == "pass" else "e2ae"
     ue_keys, core_keys = term_keys(
-        peers, fp, mproto="TCP/TLS/MSRP", msrp_mode=msrp_mode, core_msrp_mode=core_mode,
+        peers,
+        fp,
+        mproto="TCP/TLS/MSRP",
+        msrp_mode=msrp_mode,
+        core_msrp_mode=core_mode,
         xm_core=f"\r\na=fingerprint:sha-256 {core_fp}",
     )
     with term_pair(d, tmp_path, ue_keys, core_keys) as pair:
@@ -421,8 +535,15 @@ def test_policy_tls_from_the_core_passed_or_terminated(
 
             ue_path = f"msrps://{HOST}:41010/ue{pair.ue.pid};tcp"
             core_path = f"msrps://{HOST}:{peers.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
-            msrp_roundtrip(cert, ue_sdp, peers.core_msrp, cema=True, ue_path=ue_path,
-                           core_offer_path=(core_path, ue_path), wrap_core=tls_server)
+            msrp_roundtrip(
+                cert,
+                ue_sdp,
+                peers.core_msrp,
+                cema=True,
+                ue_path=ue_path,
+                core_offer_path=(core_path, ue_path),
+                wrap_core=tls_server,
+            )
         pair.finish()
     assert_released(d)
 
@@ -442,14 +563,17 @@ def test_pass_through_without_indications_anchors_nothing(
         core_sdp = sdp_of(wait_traced(pair.core, received("INVITE"), "INVITE at the core"))
         ue_sdp = sdp_of(wait_traced(pair.ue, received(200, "INVITE"), "200 at the UE"))
         assert media(core_sdp, "audio").attrs("crypto") == [
-            f"1 {SUITE80} inline:{peers.k1}", f"2 AES_CM_128_HMAC_SHA1_32 inline:{peers.k2}"]
+            f"1 {SUITE80} inline:{peers.k1}",
+            f"2 AES_CM_128_HMAC_SHA1_32 inline:{peers.k2}",
+        ]
         assert media(ue_sdp, "audio").attrs("crypto") == [f"1 {SUITE80} inline:{kc}"]
         assert addr(ue_sdp, "audio") == (HOST, peers.core_rtp.getsockname()[1])
         st = daemon.stats()
         assert st["agw_ports"] == 0 and st["dialogs"] == 1, st
         # SRTP flows peer to peer, untouched
-        exchange_plain_rtp(peers.rtp, addr(ue_sdp, "audio"), peers.core_rtp,
-                           addr(core_sdp, "audio"))
+        exchange_plain_rtp(
+            peers.rtp, addr(ue_sdp, "audio"), peers.core_rtp, addr(core_sdp, "audio")
+        )
         pair.finish()
     assert_released(daemon)
 

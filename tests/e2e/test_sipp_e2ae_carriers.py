@@ -53,7 +53,10 @@ def key_of(sdp_msg: object) -> str:
 def test_reliable_183_and_prack(daemon: Daemon, tmp_path: Path, peers: UeMedia) -> None:
     ue_port, core_port = ports(peers)
     with sipp_pair(
-        daemon, tmp_path, ue_scenario="ue_e2ae_prack.xml", core_scenario="scscf_e2ae_prack.xml",
+        daemon,
+        tmp_path,
+        ue_scenario="ue_e2ae_prack.xml",
+        core_scenario="scscf_e2ae_prack.xml",
         ue_keys={"k1": peers.k1, "rtp_port": ue_port, "hold": "2000"},
         core_keys={"rtp_port": core_port, "ue_rtp_port": ue_port},
     ) as pair:
@@ -62,9 +65,15 @@ def test_reliable_183_and_prack(daemon: Daemon, tmp_path: Path, peers: UeMedia) 
         wait_traced(pair.ue, received(200, "INVITE"), "200 (INVITE) at the UE")
         k12 = key_of(r183)
         assert k12 != peers.k1
-        exchange_srtp(ue=peers.rtp, ue_tx_key=peers.k1, ue_rx_key=k12, suite=SUITE80,
-                      agw_access=addr(sdp_of(r183), "audio"), core=peers.core_rtp,
-                      agw_core=addr(sdp_of(inv), "audio"))
+        exchange_srtp(
+            ue=peers.rtp,
+            ue_tx_key=peers.k1,
+            ue_rx_key=k12,
+            suite=SUITE80,
+            agw_access=addr(sdp_of(r183), "audio"),
+            core=peers.core_rtp,
+            agw_core=addr(sdp_of(inv), "audio"),
+        )
         pair.finish()
     assert_released(daemon)
 
@@ -74,7 +83,9 @@ def test_late_offer_offer_in_200_answer_in_ack(
 ) -> None:
     ue_port, core_port = ports(peers)
     with sipp_pair(
-        daemon, tmp_path, ue_scenario="ue_e2ae_late_offer.xml",
+        daemon,
+        tmp_path,
+        ue_scenario="ue_e2ae_late_offer.xml",
         core_scenario="scscf_e2ae_late_offer.xml",
         ue_keys={"k1": peers.k1, "rtp_port": ue_port, "hold": "2000"},
         core_keys={"rtp_port": core_port, "ue_rtp_port": ue_port},
@@ -85,9 +96,15 @@ def test_late_offer_offer_in_200_answer_in_ack(
         assert media(ue_offer, "audio").attrs("3ge2ae") == ["applied"]
         k21 = next(v for v in media(ue_offer, "audio").attrs("crypto") if v.startswith("1 "))
         k21 = k21.split("inline:", 1)[1]
-        exchange_srtp(ue=peers.rtp, ue_tx_key=peers.k1, ue_rx_key=k21, suite=SUITE80,
-                      agw_access=addr(ue_offer, "audio"), core=peers.core_rtp,
-                      agw_core=addr(sdp_of(ack), "audio"))
+        exchange_srtp(
+            ue=peers.rtp,
+            ue_tx_key=peers.k1,
+            ue_rx_key=k21,
+            suite=SUITE80,
+            agw_access=addr(ue_offer, "audio"),
+            core=peers.core_rtp,
+            agw_core=addr(sdp_of(ack), "audio"),
+        )
         pair.finish()
     assert_released(daemon)
 
@@ -97,7 +114,9 @@ def test_reinvite_hold_and_resume_keeps_keys(
 ) -> None:
     ue_port, core_port = ports(peers)
     with sipp_pair(
-        daemon, tmp_path, ue_scenario="ue_e2ae_reinvite.xml",
+        daemon,
+        tmp_path,
+        ue_scenario="ue_e2ae_reinvite.xml",
         core_scenario="scscf_e2ae_reinvite.xml",
         ue_keys={"k1": peers.k1, "rtp_port": ue_port, "hold": "1500"},
         core_keys={"rtp_port": core_port, "ue_rtp_port": ue_port},
@@ -105,19 +124,34 @@ def test_reinvite_hold_and_resume_keeps_keys(
         inv = wait_traced(pair.core, received("INVITE"), "INVITE at the core")
         ok = wait_traced(pair.ue, received(200, "INVITE"), "200 at the UE")
         k12 = key_of(ok)
-        exchange_srtp(ue=peers.rtp, ue_tx_key=peers.k1, ue_rx_key=k12, suite=SUITE80,
-                      agw_access=addr(sdp_of(ok), "audio"), core=peers.core_rtp,
-                      agw_core=addr(sdp_of(inv), "audio"))
+        exchange_srtp(
+            ue=peers.rtp,
+            ue_tx_key=peers.k1,
+            ue_rx_key=k12,
+            suite=SUITE80,
+            agw_access=addr(sdp_of(ok), "audio"),
+            core=peers.core_rtp,
+            agw_core=addr(sdp_of(inv), "audio"),
+        )
         # hold then resume: wait for the third 200 (CSeq 4), then media flows again, on the same
         # gateway addresses and keys (the SRTP contexts survive the re-offers)
-        wait_traced(pair.ue, lambda t: not t.sent and t.msg.status == 200
-                    and t.msg.cseq == (4, "INVITE"), "200 to the resume re-INVITE")
+        wait_traced(
+            pair.ue,
+            lambda t: not t.sent and t.msg.status == 200 and t.msg.cseq == (4, "INVITE"),
+            "200 to the resume re-INVITE",
+        )
         oks = all_received(pair.ue, received(200, "INVITE"))
         assert [key_of(m) for m in oks] == [k12] * 3
         assert {addr(sdp_of(m), "audio") for m in oks} == {addr(sdp_of(ok), "audio")}
-        exchange_srtp(ue=peers.rtp, ue_tx_key=peers.k1, ue_rx_key=k12, suite=SUITE80,
-                      agw_access=addr(sdp_of(ok), "audio"), core=peers.core_rtp,
-                      agw_core=addr(sdp_of(inv), "audio"))
+        exchange_srtp(
+            ue=peers.rtp,
+            ue_tx_key=peers.k1,
+            ue_rx_key=k12,
+            suite=SUITE80,
+            agw_access=addr(sdp_of(ok), "audio"),
+            core=peers.core_rtp,
+            agw_core=addr(sdp_of(inv), "audio"),
+        )
         pair.finish()
     assert_released(daemon)
 
@@ -127,7 +161,9 @@ def test_update_from_the_core_in_the_confirmed_dialog(
 ) -> None:
     ue_port, core_port = ports(peers)
     with sipp_pair(
-        daemon, tmp_path, ue_scenario="ue_e2ae_update.xml",
+        daemon,
+        tmp_path,
+        ue_scenario="ue_e2ae_update.xml",
         core_scenario="scscf_e2ae_update.xml",
         ue_keys={"k1": peers.k1, "rtp_port": ue_port, "hold": "2000"},
         core_keys={"rtp_port": core_port, "ue_rtp_port": ue_port},
@@ -138,9 +174,15 @@ def test_update_from_the_core_in_the_confirmed_dialog(
         k12 = key_of(ok)
         assert media(sdp_of(upd), "audio").attrs("3ge2ae") == ["applied"]
         assert addr(sdp_of(upd), "audio") == addr(sdp_of(ok), "audio")
-        exchange_srtp(ue=peers.rtp, ue_tx_key=peers.k1, ue_rx_key=k12, suite=SUITE80,
-                      agw_access=addr(sdp_of(upd), "audio"), core=peers.core_rtp,
-                      agw_core=addr(sdp_of(uok), "audio"))
+        exchange_srtp(
+            ue=peers.rtp,
+            ue_tx_key=peers.k1,
+            ue_rx_key=k12,
+            suite=SUITE80,
+            agw_access=addr(sdp_of(upd), "audio"),
+            core=peers.core_rtp,
+            agw_core=addr(sdp_of(uok), "audio"),
+        )
         pair.finish()
     assert_released(daemon)
 
@@ -150,12 +192,21 @@ def test_forking_two_early_dialogs_one_confirmed(
 ) -> None:
     ue_port, core_port = ports(peers)
     fork_a = udp_socket()
-    with fork_a, sipp_pair(
-        daemon, tmp_path, ue_scenario="ue_e2ae_fork.xml", core_scenario="scscf_e2ae_fork.xml",
-        ue_keys={"k1": peers.k1, "rtp_port": ue_port, "hold": "2000"},
-        core_keys={"rtp_port_a": str(fork_a.getsockname()[1]), "rtp_port": core_port,
-                   "ue_rtp_port": ue_port},
-    ) as pair:
+    with (
+        fork_a,
+        sipp_pair(
+            daemon,
+            tmp_path,
+            ue_scenario="ue_e2ae_fork.xml",
+            core_scenario="scscf_e2ae_fork.xml",
+            ue_keys={"k1": peers.k1, "rtp_port": ue_port, "hold": "2000"},
+            core_keys={
+                "rtp_port_a": str(fork_a.getsockname()[1]),
+                "rtp_port": core_port,
+                "ue_rtp_port": ue_port,
+            },
+        ) as pair,
+    ):
         inv = wait_traced(pair.core, received("INVITE"), "INVITE at the core")
         ok = wait_traced(pair.ue, received(200, "INVITE"), "200 at the UE")
         early = all_received(pair.ue, received(183, "INVITE"))
@@ -168,9 +219,15 @@ def test_forking_two_early_dialogs_one_confirmed(
         assert peers.k1 not in keys
         st = daemon.stats()
         assert st["dialogs"] == 1, st
-        exchange_srtp(ue=peers.rtp, ue_tx_key=peers.k1, ue_rx_key=keys[1], suite=SUITE80,
-                      agw_access=addr(sdp_of(ok), "audio"), core=peers.core_rtp,
-                      agw_core=addr(sdp_of(inv), "audio"))
+        exchange_srtp(
+            ue=peers.rtp,
+            ue_tx_key=peers.k1,
+            ue_rx_key=keys[1],
+            suite=SUITE80,
+            agw_access=addr(sdp_of(ok), "audio"),
+            core=peers.core_rtp,
+            agw_core=addr(sdp_of(inv), "audio"),
+        )
         # the losing fork's media address gets nothing once B is confirmed
         fork_a.settimeout(0.3)
         with pytest.raises(TimeoutError):
