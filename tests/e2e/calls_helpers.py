@@ -210,3 +210,9 @@ def srtp_session(suite: str, key_salt: bytes, outbound: bool) -> pylibsrtp.Sessi
 
 def b64(key: str) -> bytes:
     return base64.b64decode(key + "=" * (-len(key) % 4))
+
+
+def assert_released(d: Daemon) -> None:
+    """The call left nothing behind: no gateway ports, no dialogs (release is asynchronous)."""
+    st = d.wait_stats(lambda s: s["agw_ports"] == 0 and s["dialogs"] == 0, timeout=10)
+    assert (st["agw_ports"], st["dialogs"]) == (0, 0), st

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.daemon import Daemon, make_daemon
+from tests.e2e.sipua import UdpPeer
 
 pytestmark = pytest.mark.e2e
 
@@ -46,3 +47,15 @@ def daemon(daemon_factory: object) -> Daemon:
 def _need_sipp() -> None:
     if shutil.which("sipp") is None:
         pytest.fail("sipp is not installed: run `make test` (it installs Debian's sip-tester)")
+
+
+@pytest.fixture
+def peers(daemon: Daemon) -> Iterator[tuple[Daemon, UdpPeer, UdpPeer]]:
+    """The daemon, a scripted UE on the access side and an S-CSCF stand-in on the next hop."""
+    ue = UdpPeer()
+    core = UdpPeer(daemon.next_hop_port)
+    try:
+        yield daemon, ue, core
+    finally:
+        ue.close()
+        core.close()

@@ -4,13 +4,11 @@ Scripted SIP peers on both sides, real SRTP where media matters."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests.e2e.calls_helpers import (
     MediaPeer,
+    assert_released,
     audio_offer,
     audio_port,
     b64,
@@ -40,22 +38,6 @@ K22 = "n4PXVAey9GM40ciT3rCNAml9dD+44rWjZl5NhUpF"  # example 09
 
 def plain(port: int, v: int = 1, direction: str = "sendrecv") -> str:
     return PLAIN.format(port=port, v=v, dir=direction)
-
-
-@pytest.fixture
-def peers(daemon: Daemon) -> Iterator[tuple[Daemon, UdpPeer, UdpPeer]]:
-    ue = UdpPeer()
-    core = UdpPeer(daemon.next_hop_port)
-    try:
-        yield daemon, ue, core
-    finally:
-        ue.close()
-        core.close()
-
-
-def assert_released(d: Daemon) -> None:
-    st = d.wait_stats(lambda s: s["agw_ports"] == 0 and s["dialogs"] == 0, timeout=10)
-    assert (st["agw_ports"], st["dialogs"]) == (0, 0), st
 
 
 def core_invite(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +13,6 @@ import pytest
 from pcscf_alg.agw.certs import GatewayCertificate, load_or_create
 from pcscf_alg.sdp.model import Sdp
 from tests.e2e.calls_helpers import in_dialog, invite, register
-from tests.e2e.daemon import Daemon
-from tests.e2e.sipua import UdpPeer
-
-
-@pytest.fixture
-def peers(daemon: Daemon) -> Iterator[tuple[Daemon, UdpPeer, UdpPeer]]:
-    ue = UdpPeer()
-    core = UdpPeer(daemon.next_hop_port)
-    try:
-        yield daemon, ue, core
-    finally:
-        ue.close()
-        core.close()
 
 
 def msrp_offer(port: int, fp: str, *, cema: bool, e2ae: bool = True) -> str:

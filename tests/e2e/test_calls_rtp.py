@@ -6,7 +6,6 @@ read from the SDP the daemon produced, media goes through the in-process gateway
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from tests.e2e.calls_helpers import (
     K11,
     MediaPeer,
+    assert_released,
     audio_offer,
     audio_port,
     b64,
@@ -37,23 +37,6 @@ m=audio {port} RTP/AVP 96
 a=rtpmap:96 AMR-WB/16000/1
 a=sendrecv
 """
-
-
-@pytest.fixture
-def peers(daemon: Daemon) -> Iterator[tuple[Daemon, UdpPeer, UdpPeer]]:
-    ue = UdpPeer()
-    core = UdpPeer(daemon.next_hop_port)
-    try:
-        yield daemon, ue, core
-    finally:
-        ue.close()
-        core.close()
-
-
-def assert_released(d: Daemon) -> None:
-    st = d.wait_stats(lambda s: s["agw_ports"] == 0 and s["dialogs"] == 0, timeout=10)
-    assert st["agw_ports"] == 0, st
-    assert st["dialogs"] == 0, st
 
 
 def test_originating_rtp_srtp_to_rtp_and_back(peers: Any) -> None:
