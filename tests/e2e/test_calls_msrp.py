@@ -12,7 +12,7 @@ import pytest
 
 from pcscf_alg.agw.certs import GatewayCertificate, load_or_create
 from pcscf_alg.sdp.model import Sdp
-from tests.e2e.calls_helpers import in_dialog, invite, register
+from tests.e2e.calls_helpers import assert_released, in_dialog, invite, register
 
 
 def msrp_offer(port: int, fp: str, *, cema: bool, e2ae: bool = True) -> str:
@@ -171,8 +171,7 @@ def test_originating_msrp_tls_to_tcp(peers: Any, tmp_path: Path, cema: bool) -> 
         in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
         core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")
         ue.expect(200)
-        st = d.wait_stats(lambda s: s["agw_ports"] == 0 and s["dialogs"] == 0)
-        assert (st["agw_ports"], st["dialogs"]) == (0, 0), st
+        assert_released(d)
     finally:
         listener.close()
 
@@ -205,5 +204,4 @@ def test_wrong_certificate_fails_handshake_and_ends_call_both_ways(
     assert bye_ue.call_id == bye_core.call_id == "msrp-bad-1"
     ue.reply(bye_ue, 200, "OK", d.access_port, to_tag="")
     core.reply(bye_core, 200, "OK", d.core_port, to_tag="")
-    st = d.wait_stats(lambda s: s["agw_ports"] == 0 and s["dialogs"] == 0)
-    assert (st["agw_ports"], st["dialogs"]) == (0, 0), st
+    assert_released(d)

@@ -7,7 +7,7 @@ import socket
 import time
 
 from pcscf_alg.sip.message import SipMessage, StreamFramer, parse_message
-from tests.e2e.calls_helpers import audio_offer, crypto_lines
+from tests.e2e.calls_helpers import assert_released, audio_offer, crypto_lines
 from tests.e2e.daemon import Daemon
 from tests.e2e.sipua import UdpPeer, crlf
 
@@ -116,6 +116,5 @@ Content-Type: application/sdp
             )
         )
         core.expect(200)
-        st = d.wait_stats(lambda s: s["agw_ports"] == 0 and s["dialogs"] == 0)
-        assert (st["agw_ports"], st["dialogs"]) == (0, 0), st
+        assert_released(d)
     ue.sock.close()
