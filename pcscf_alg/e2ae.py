@@ -90,6 +90,7 @@ MSRP_TLS: Final = "TCP/TLS/MSRP"
 MSRP_TCP: Final = "TCP/MSRP"
 
 _E2AE: Final = frozenset(("3ge2ae",))
+_DIRECTIONS: Final = frozenset(("sendrecv", "sendonly", "recvonly", "inactive"))
 _FINGERPRINT: Final = frozenset(("fingerprint",))
 
 # Clause references for the decision records.
@@ -232,13 +233,17 @@ def redact_sdp(text: str | bytes) -> str:
     return redact(text)
 
 
+# proto (upper case) -> kind: one dict lookup, called for every m-line in every phase.
+_KINDS: Final = {
+    **{p: MediaKind.RTP for p in (*_RTP_SECURE, *_RTP_PLAIN)},
+    MSRP_TCP: MediaKind.MSRP,
+    MSRP_TLS: MediaKind.MSRP,
+}
+_OTHER: Final = MediaKind.OTHER
+
+
 def _kind(proto: str) -> MediaKind:
-    p = proto.upper()
-    if p in _RTP_SECURE or p in _RTP_PLAIN:
-        return MediaKind.RTP
-    if p in (MSRP_TCP, MSRP_TLS):
-        return MediaKind.MSRP
-    return MediaKind.OTHER
+    return _KINDS.get(proto.upper(), _OTHER)
 
 
 def _strongest(values: list[str]) -> E2aeIndicator | None:
@@ -260,28 +265,27 @@ def _session_indication(sdp: Sdp) -> E2aeIndicator | None:
 def _indication(m: Media, session: E2aeIndicator | None) -> E2aeIndicator | None:
     """The 3ge2ae indicator of a stream. A session-level one (a broken UE, spec README §7.9)
     applies to every m-line that has none of its own."""
-    if not m.has_attr("3ge2ae"):
-        return session
-    return _strongest(m.attrs("3ge2ae"))
+    values = m.attrs("3ge2ae")
+    return _strongest(values) if values else session
 
 
 def _endpoint(sdp: Sdp, m: Media, mux: bool) -> Endpoint | None:
     """The peer's address for a stream."""
-    if m.port == 0:
+    port = m.port
+    if port == 0:
         return None
-    c = sdp.media_connection(m)
-    host = None if c is None else c.host
+    host = sdp.media_host(m)
     if host is None:  # pragma: no cover - Sdp.parse guarantees c= for live m-lines
         return None
     rtcp_port: int | None = None
-    if not mux and _kind(m.proto) is MediaKind.RTP:
-        rtcp_port = m.port + 1
-        if m.has_attr("rtcp"):  # RFC 3605
-            rtcp = m.attr("rtcp") or ""
+    if not mux and _KINDS.get(m.proto.upper()) is MediaKind.RTP:
+        rtcp_port = port + 1
+        rtcp = m.attr("rtcp")  # RFC 3605
+        if rtcp is not None:
             first = rtcp.split(" ", 1)[0]
             if first.isdigit():
                 rtcp_port = int(first)
-    return Endpoint(host, m.port, rtcp_port)
+    return Endpoint(host, port, rtcp_port)
 
 
 
@@ -372,29 +376,31 @@ def plan_offer(
     offer = sdp if isinstance(sdp, Sdp) else Sdp.parse(sdp)
     prev = _previous(previous)
     plain_mode = StreamMode.PASS if anchor_all else StreamMode.BYPASS
+    # The session-level indication is the same for every m-line: read it once.
+    sess_ind = _session_indication(offer)
+    orig = direction is Direction.ORIGINATING
     streams: list[StreamOffer] = []
     decisions: list[StreamDecision] = []
     requests: list[StreamRequest] = []
     for i, m in enumerate(offer.media):
-        if direction is Direction.ORIGINATING:
+        if orig:
             so, dec = _plan_originating(offer, m, i, flags, policy, subscriber, plain_mode, prev,
-                                        rekey)
+                                        rekey, sess_ind)
         else:
-            so, dec = _plan_terminating(offer, m, i, flags, policy, subscriber, plain_mode)
+            so, dec = _plan_terminating(offer, m, i, flags, policy, subscriber, plain_mode,
+                                        sess_ind)
         streams.append(so)
         decisions.append(dec)
-        if so.mode in (StreamMode.E2AE, StreamMode.PASS):
-            requests.append(
-                StreamRequest(
-                    index=i,
-                    kind=so.kind,
-                    # RFC 5761 mux on each leg mirrors what the peers negotiate (README §7.1);
-                    # at offer time only the offerer's wish is known.
-                    access_rtcp_mux=so.rtcp_mux,
-                    core_rtcp_mux=so.rtcp_mux,
-                    want_local_fingerprint=so.kind is MediaKind.MSRP and so.mode is StreamMode.E2AE,
-                )
-            )
+        mode = so.mode
+        if mode is StreamMode.E2AE or mode is StreamMode.PASS:
+            kind = so.kind
+            mux = so.rtcp_mux
+            # Positional: keyword binding makes this frozen dataclass ~2x dearer to build.
+            # (index, kind, access_rtcp_mux, core_rtcp_mux, want_local_fingerprint); RFC 5761
+            # mux on each leg mirrors what the peers negotiate (README §7.1); at offer time
+            # only the offerer's wish is known.
+            requests.append(StreamRequest(
+                i, kind, mux, mux, kind is MediaKind.MSRP and mode is StreamMode.E2AE))
     return OfferPlan(
         direction, flags, subscriber, policy, offer, tuple(streams), tuple(decisions),
         tuple(requests), anchor_all, rekey, prev,
@@ -402,13 +408,17 @@ def plan_offer(
 
 
 def _base_stream(
-    offer: Sdp, m: Media, i: int, kind: MediaKind, mode: StreamMode
+    offer: Sdp, m: Media, i: int, kind: MediaKind, mode: StreamMode,
+    proto_out: str | None = None, k11: CryptoAttr | None = None,
 ) -> StreamOffer:
     mux = kind is MediaKind.RTP and m.has_attr("rtcp-mux")
+    proto = m.proto
+    # Positional (index, kind, mode, media, proto, proto_out, offerer, rtcp_mux, k11), and
+    # proto_out/k11 given here rather than by a later `_replace` (which costs a whole rebuild).
     return StreamOffer(
-        index=i, kind=kind, mode=mode, media=m.media, proto=m.proto, proto_out=m.proto,
+        i, kind, mode, m.media, proto, proto if proto_out is None else proto_out,
         # RTCP port as if not muxed: whether mux is used is only known from the answer
-        offerer=_endpoint(offer, m, False), rtcp_mux=mux,
+        _endpoint(offer, m, False), mux, k11,
     )
 
 
@@ -432,14 +442,15 @@ def _msrp_info(offer: Sdp, m: Media, so: StreamOffer) -> StreamOffer:
 def _plan_originating(
     offer: Sdp, m: Media, i: int, flags: E2aeFlags, policy: Policy, subscriber: str | None,
     plain_mode: StreamMode, prev: tuple[_Prev | None, ...], rekey: bool,
+    sess_ind: E2aeIndicator | None,
 ) -> tuple[StreamOffer, StreamDecision]:
-    kind = _kind(m.proto)
     proto = m.proto.upper()
+    kind = _KINDS.get(proto, _OTHER)
     if m.port == 0:
         so = _base_stream(offer, m, i, kind, StreamMode.REJECTED)
         return so, StreamDecision(i, kind, StreamMode.REJECTED, "rejected m-line (port 0) "
                                   "forwarded as is", "RFC 3264 §6")
-    ind = _indication(m, _session_indication(offer))
+    ind = _indication(m, sess_ind)
     requested = ind is E2aeIndicator.REQUESTED
     secure = proto in _RTP_PLAIN or proto == MSRP_TLS
     if not secure:
@@ -486,13 +497,14 @@ def _plan_originating(
         rule = f"{C_ORIG} step 2 NOTE x, step 3; {prule}"
         action = "MSRP TLS terminated without e2ae indication"
 
-    so = _base_stream(offer, m, i, kind, StreamMode.E2AE)
     if kind is MediaKind.RTP:
         k11, how = _select_k11(m, i, ctx, policy, subscriber, _prev_rtp(prev, i), rekey)
-        so = so._replace(proto_out=_RTP_PLAIN[proto], k11=k11)
-        action += f"; {m.proto}->{_RTP_PLAIN[proto]}; K11 = crypto tag {k11.tag} {k11.suite} " \
+        out = _RTP_PLAIN[proto]
+        so = _base_stream(offer, m, i, kind, StreamMode.E2AE, out, k11)
+        action += f"; {m.proto}->{out}; K11 = crypto tag {k11.tag} {k11.suite} " \
                   f"({how}); crypto and 3ge2ae stripped towards the core"
         return so, StreamDecision(i, kind, StreamMode.E2AE, action, rule)
+    so = _base_stream(offer, m, i, kind, StreamMode.E2AE)
     fps = usable(_fingerprints(offer, m))
     if not fps:
         raise SdpError(f"e2ae MSRP m-line {i} without a usable a=fingerprint (RFC 8122)")
@@ -533,12 +545,12 @@ def _select_k11(
 
 def _plan_terminating(
     offer: Sdp, m: Media, i: int, flags: E2aeFlags, policy: Policy, subscriber: str | None,
-    plain_mode: StreamMode,
+    plain_mode: StreamMode, sess_ind: E2aeIndicator | None,
 ) -> tuple[StreamOffer, StreamDecision]:
-    kind = _kind(m.proto)
     proto = m.proto.upper()
+    kind = _KINDS.get(proto, _OTHER)
     foreign = (" (foreign a=3ge2ae stripped)"
-               if _indication(m, _session_indication(offer)) is not None else "")
+               if _indication(m, sess_ind) is not None else "")
     if m.port == 0:
         so = _base_stream(offer, m, i, kind, StreamMode.REJECTED)
         return so, StreamDecision(i, kind, StreamMode.REJECTED,
@@ -554,8 +566,7 @@ def _plan_terminating(
             return _passthrough(offer, m, i, kind, plain_mode,
                                 "e2ae support for RTP not established: no media plane security"
                                 + foreign, f"{C_TERM} step 3")
-        so = _base_stream(offer, m, i, kind, StreamMode.E2AE)
-        so = so._replace(proto_out=_RTP_SECURE[proto])
+        so = _base_stream(offer, m, i, kind, StreamMode.E2AE, _RTP_SECURE[proto])
         stripped = "; core crypto lines dropped" if m.has_attr("crypto") else ""
         return so, StreamDecision(
             i, kind, StreamMode.E2AE,
@@ -669,7 +680,12 @@ def _relocate(sdp: Sdp, targets: Mapping[int, Endpoint]) -> None:
     if not targets:
         return
     media = sdp.media
-    sci = sdp.session_connection_index()
+    session = sdp.session
+    sci = -1
+    for n, line in enumerate(session):  # sdp.session_connection_index(), inlined
+        if line[0] == "c":
+            sci = n
+            break
     session_host: str | None = None
     if sci >= 0:
         hosts: set[str] = set()
@@ -685,34 +701,38 @@ def _relocate(sdp: Sdp, targets: Mapping[int, Endpoint]) -> None:
     if session_host is not None:
         sc = sdp.session_connection()
         old = sc.host if sc is not None else ""
-        sdp.session[sci] = Connection.line_for(session_host)
+        session[sci] = Connection.line_for(session_host)
         oi = sdp.origin_index()
-        parts = sdp.session[oi][2:].split()
+        parts = session[oi][2:].split()
         if parts[5] == old:
             parts[4] = addrtype_of(session_host)
             parts[5] = session_host
-            sdp.session[oi] = "o=" + " ".join(parts)
+            session[oi] = "o=" + " ".join(parts)
         sdp.touch()
     for i, ep in targets.items():
         m = media[i]
         if m.port == 0:
             continue
+        host = ep.host
+        # c= text built inline (not Connection.line_for + addrtype_of: two calls per stream)
+        addrtype = "IP6" if ":" in host else "IP4"
         # look up a=rtcp (RFC 3605) before editing: the edits below drop the lookup cache
-        ri = m.find("rtcp") if _kind(m.proto) is MediaKind.RTP else -1
+        ri = m.find("rtcp") if _KINDS.get(m.proto.upper()) is MediaKind.RTP else -1
         ci = m.connection_index()
         if ci >= 0:
-            m.set_line(ci, Connection.line_for(ep.host))
-        elif session_host != ep.host:
+            m.set_line(ci, f"c=IN {addrtype} {host}")
+        elif session_host != host:
+            lines = m.lines
             pos = 1
-            while pos < len(m.lines) and m.lines[pos][0] == "i":
+            while pos < len(lines) and lines[pos][0] == "i":
                 pos += 1
-            m.insert_lines(pos, [Connection.line_for(ep.host)])
+            m.insert_lines(pos, [f"c=IN {addrtype} {host}"])
             if 0 <= pos <= ri:
                 ri += 1
         if ri >= 0:
             port = ep.rtcp_port if ep.rtcp_port is not None else ep.port
             has_addr = " " in m.lines[ri].partition(":")[2].strip()
-            m.set_line(ri, f"a=rtcp:{port} IN {addrtype_of(ep.host)} {ep.host}" if has_addr
+            m.set_line(ri, f"a=rtcp:{port} IN {addrtype} {host}" if has_addr
                        else f"a=rtcp:{port}")
         m.set_port(ep.port)
 
@@ -765,7 +785,9 @@ def apply_offer(
                                               "removed (e2ae was requested)", d.rule)
             streams.append(so)
             continue
-        res = _reservation(reservations, i)
+        res = reservations.get(i)
+        if res is None:
+            res = _reservation(reservations, i)  # raises GatewayError
         ep = res.core if orig else res.access
         targets[i] = ep
         if so.mode is StreamMode.PASS:
@@ -865,8 +887,11 @@ def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> 
             f"answer has {len(ans.media)} m-lines, the offer had {len(state.streams)}"
         )
     # Gather what we need from the answer before editing it.
-    sess_dir = next((line[2:] for line in ans.session if line[2:] in
-                     ("sendrecv", "sendonly", "recvonly", "inactive")), None)
+    sess_dir: str | None = None
+    for line in ans.session:
+        if line[2:] in _DIRECTIONS:
+            sess_dir = line[2:]
+            break
     gathered = []
     for so, m in zip(state.streams, ans.media, strict=True):
         if m.media != so.media:
@@ -914,7 +939,9 @@ def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> 
             plans.append(StreamPlan(i, kind, StreamMode.BYPASS, ue_remote=ue_ep,
                                     core_remote=core_ep, through=through))
             continue
-        res = _reservation(state.reservations, i)
+        res = state.reservations.get(i)
+        if res is None:
+            res = _reservation(state.reservations, i)  # raises GatewayError
         targets[i] = res.access if orig else res.core
         if so.mode is StreamMode.PASS:
             access_setup, core_setup = SetupRole.PASSIVE, SetupRole.ACTIVE

@@ -16,7 +16,6 @@ Nothing in this module ever puts key material into an exception text or a `repr`
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -127,7 +126,8 @@ class KeyParam(NamedTuple):
         return self.mki_value.to_bytes(self.mki_length, "big")
 
     def to_sdp(self) -> str:
-        out = f"{self.method}:{base64.b64encode(self.key_salt).decode()}"
+        # binascii directly: base64.b64encode is a Python wrapper around the same call.
+        out = f"{self.method}:{binascii.b2a_base64(self.key_salt, newline=False).decode()}"
         if self.lifetime is not None:
             lt = self.lifetime
             out += f"|2^{lt.bit_length() - 1}" if lt & (lt - 1) == 0 else f"|{lt}"
@@ -157,6 +157,8 @@ class CryptoAttr(NamedTuple):
 
     def to_sdp(self) -> str:
         """The attribute value (what follows `a=crypto:`)."""
+        if len(self.keys) == 1 and not self.params:  # our own lines: skip the joins
+            return f"{self.tag} {self.suite} {self.keys[0].to_sdp()}"
         keys = ";".join(k.to_sdp() for k in self.keys)
         params = "".join(" " + p for p in self.params)
         return f"{self.tag} {self.suite} {keys}{params}"
@@ -206,6 +208,12 @@ class CryptoAttr(NamedTuple):
 
     def to_srtp_key(self) -> SrtpKey:
         k = self.keys[0]
+        if not self.params:  # the common case: no session parameter to look up
+            mki = k.mki if k.mki_length is not None else None
+            # positional: (suite, key_salt, tag, lifetime, mki, kdr, unencrypted_srtp,
+            # unencrypted_srtcp, unauthenticated_srtp); keywords cost more on this dataclass
+            return SrtpKey(self.suite, k.key_salt, self.tag, k.lifetime, mki, 0, False, False,
+                           False)
         kdr = self.param("KDR")
         return SrtpKey(
             suite=self.suite,

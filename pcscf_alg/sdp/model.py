@@ -144,9 +144,9 @@ class Media:
     "\n", and its lower-cased twin) with `str.find`, at C speed: a per-line Python loop costs
     ~0.2 µs a line here, and a VoLTE m-line has ~30. Attribute names match case-insensitively.
     The edits below keep that text up to date by slicing (removing or inserting attribute
-    lines, changing the m= line), so a rewrite that looks up, edits and looks up again does
-    not rebuild it; `set_line` just drops it. Edit the lines only through these methods (or call
-    `touch()` after editing `lines` directly).
+    lines), so a rewrite that looks up, edits and looks up again does not rebuild it; the m=
+    line in it may be stale (only a= lines are ever searched for); `set_line` drops it. Edit
+    the lines only through these methods (or call `touch()` after editing `lines` directly).
     """
 
     __slots__ = ("_ci", "_text", "fmts", "lines", "media", "nports", "port", "proto")
@@ -233,14 +233,41 @@ class Media:
 
     def find(self, name: str, start: int = 1) -> int:
         """Index of the first `a=<name>` line at or after `start`, or -1 (name lower case)."""
-        for i in self.indices(name):
-            if i >= start:
-                return i
+        # The scan of `_positions`, inlined (a call layer costs as much as the search here).
+        t = self._text
+        if t is None:
+            t = self._texts()
+        low = t[1]
+        pat = "\na=" + name
+        k = len(pat)
+        p = low.find(pat)
+        while p >= 0:
+            c = low[p + k]
+            if c == ":" or c == "\n":
+                i = t[0].count("\n", 0, p)
+                if i >= start:
+                    return i
+            p = low.find(pat, p + k)
         return -1
 
     def attr(self, name: str) -> str | None:
-        values = self.attrs(name)
-        return values[0] if values else None
+        """The value of the first `a=<name>` line ('' for a flag), or None."""
+        t = self._text
+        if t is None:
+            t = self._texts()
+        low = t[1]
+        pat = "\na=" + name
+        k = len(pat)
+        p = low.find(pat)
+        while p >= 0:
+            c = low[p + k]
+            if c == ":":
+                raw = t[0]
+                return raw[p + k + 1 : raw.find("\n", p + k)]
+            if c == "\n":
+                return ""
+            p = low.find(pat, p + k)
+        return None
 
     def attrs(self, name: str) -> list[str]:
         pos = self._positions(name)
@@ -271,16 +298,9 @@ class Media:
 
     def _rebuild(self) -> None:
         port = f"{self.port}/{self.nports}" if self.nports else str(self.port)
-        line = self.lines[0] = f"m={self.media} {port} {self.proto} {' '.join(self.fmts)}"
-        t = self._text
-        if t is not None:
-            # Splice the new m= line into the cached text instead of dropping it.
-            raw, low = t
-            e = raw.find("\n", 1)
-            if line.isascii():
-                self._text = ("\n" + line + raw[e:], "\n" + line.lower() + low[e:])
-            else:  # pragma: no cover - our m= lines are ASCII; keep offsets exact anyway
-                self._text = None
+        self.lines[0] = f"m={self.media} {port} {self.proto} {' '.join(self.fmts)}"
+        # The cached text is kept: it is only ever searched for "\na=" lines and counted for
+        # newlines, so a stale m= line in it changes no lookup (and no line index).
 
     def set_port(self, port: int) -> None:
         if port != self.port or self.nports:
@@ -501,7 +521,7 @@ class Sdp:
         if session[0] != "v=0":
             raise SdpError("SDP syntax error: body must start with v=0")
         seen_o = False
-        has_session_c = False
+        sconn: Connection | None = None
         for line in session:
             t = line[0]
             if t == "o":
@@ -509,8 +529,9 @@ class Sdp:
                     raise SdpError("SDP syntax error: o= line needs six fields")
                 seen_o = True
             elif t == "c":
-                Connection.parse(line)
-                has_session_c = True
+                c = Connection.parse(line)
+                if sconn is None:
+                    sconn = c
         if not seen_o:
             raise SdpError("SDP syntax error: no o= line")
         media: list[Media] = []
@@ -519,10 +540,12 @@ class Sdp:
             ci = m.connection_index()
             if ci >= 0:
                 Connection.parse(m.lines[ci])
-            elif not has_session_c and m.port != 0:
+            elif sconn is None and m.port != 0:
                 raise SdpError("SDP syntax error: media without a c= line")
             media.append(m)
-        return cls(session, media, eol, final_eol, tail)
+        sdp = cls(session, media, eol, final_eol, tail)
+        sdp._sconn = sconn  # the first session c=, already parsed: cache it
+        return sdp
 
     # -- output ----------------------------------------------------------------------------
 
@@ -548,13 +571,15 @@ class Sdp:
         return self.to_str()
 
     def copy(self) -> Sdp:
-        return Sdp(
+        c = Sdp(
             self.session.copy(),
             [m.copy() for m in self.media],
             self.eol,
             self.final_eol,
             self.tail,
         )
+        c._sconn = self._sconn  # same session lines: the cached c= holds for the copy
+        return c
 
     # -- session-level helpers -------------------------------------------------------------
 
@@ -587,6 +612,19 @@ class Sdp:
 
     def session_attrs(self, name: str) -> list[str]:
         return get_attrs(self.session, name)
+
+    def media_host(self, m: Media) -> str | None:
+        """The connection address (no TTL/count) in effect for `m`, without building a
+        `Connection` for a media-level c= (it is read for every live m-line)."""
+        ci = m.connection_index()
+        if ci >= 0:
+            line = m.lines[ci]
+            parts = line[2:].split()
+            if len(parts) != 3:
+                Connection.parse(line)  # raises the syntax error
+            return parts[2].partition("/")[0]
+        c = self.session_connection()
+        return None if c is None else c.host
 
     def media_connection(self, m: Media) -> Connection | None:
         """The connection data in effect for `m`: media level, else session level."""
