@@ -309,6 +309,15 @@ class Pcscf:
         port = uri.port or 5060
         return any(host == h and port == p for h, p in self.addr.values())
 
+    def _for_us(self, msg: SipMessage) -> bool:
+        """No Route left and the Request-URI names one of our listeners."""
+        if msg.headers.first_value("route") is not None:
+            return False
+        try:
+            return self._is_us(SipUri.parse(msg.uri or ""))
+        except SipParseError:
+            return False
+
     def _pop_our_routes(self, msg: SipMessage) -> None:
         """Loose routing (RFC 3261 §16.4): remove Route entries that name us."""
         while True:
@@ -417,6 +426,12 @@ class Pcscf:
     ) -> None:
         self._pop_our_routes(msg)
         out_side = _other(side)
+        if msg.method == "OPTIONS" and self._for_us(msg):
+            # A ping addressed to the P-CSCF itself (RFC 3261 §11): answer it, do not route it.
+            self._reply(
+                txn, side, 200, "OK", extra=[("Allow", ALLOW), ("Accept", "application/sdp")]
+            )
+            return
         if side is Side.ACCESS:
             # Originating (TS 24.229 5.2.6.3): the UE must be registered over this flow.
             binding = self._originating_binding(msg, peer)

@@ -184,3 +184,17 @@ def test_register_on_core_side_is_refused(side: Side) -> None:
     else:
         (fwd,) = [m for s, m, _ in sent if s is Side.CORE]
         assert fwd.headers.get("path") == "<sip:term@127.0.0.1:5070;lr>"
+
+
+def test_options_for_the_pcscf_itself_is_answered_not_routed() -> None:
+    p, wire = make(require_for_originating=True)
+    ping = (
+        b"OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bK-o\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:a@ims.test>;tag=1\r\nTo: <sip:127.0.0.1:5060>\r\n"
+        b"Call-ID: o@t\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
+    p.receive(ping, Side.ACCESS, UE, now=0.0)
+    ((side, resp, dest),) = wire.take()
+    assert (side, resp.status, dest) == (Side.ACCESS, 200, UE)
+    assert "INVITE" in (resp.headers.get("allow") or "")
