@@ -162,6 +162,7 @@ class Pcscf:
         self._hosts: dict[str, str] = {"localhost": "127.0.0.1", **dict(cfg.sip.hosts)}
         self._egress = [ipaddress.ip_network(n) for n in cfg.sip.egress_networks]
         self._route_cache: dict[str, str | SipParseError] = {}
+        self._route_us: dict[str, bool] = {}
         self.now = 0.0
         # Timer C deadlines, lazily deleted: (deadline, seq, ctx)
         self._timer_c: list[tuple[float, int, ProxyCtx]] = []
@@ -322,15 +323,23 @@ class Pcscf:
         """Loose routing (RFC 3261 §16.4): remove Route entries that name us."""
         while True:
             top = msg.headers.first_value("route")
-            if top is None:
-                return
-            try:
-                uri = SipUri.parse(NameAddr.parse(top).uri)
-            except SipParseError:
-                return
-            if not self._is_us(uri):
+            if top is None or not self._route_is_us(top):
                 return
             msg.headers.pop_first_value("route")
+
+    def _route_is_us(self, value: str) -> bool:
+        """Whether a Route value names one of our listeners; cached, since every in-dialog
+        request carries the same two values of ours (bounded: the values come from peers)."""
+        hit = self._route_us.get(value)
+        if hit is None:
+            try:
+                hit = self._is_us(SipUri.parse(NameAddr.parse(value).uri))
+            except SipParseError:
+                hit = False
+            if len(self._route_us) >= ROUTE_CACHE_SIZE:
+                self._route_us.clear()
+            self._route_us[value] = hit
+        return hit
 
     def _prepare_forward(self, msg: SipMessage, out_side: Side, out_transport: str) -> str:
         """Max-Forwards, our Via on the outgoing side. Returns the new branch."""
