@@ -228,3 +228,23 @@ def test_anchor_all_relays_e2e_srtp_untouched(daemon_factory: Any) -> None:
         finally:
             ue_media.close()
             core_media.close()
+
+
+def test_plain_offer_passes_untouched_and_foreign_indication_is_stripped(peers: Any) -> None:
+    d, ue, core = peers
+    register(d, ue, core)
+    offer = audio_offer(40020, proto="RTP/AVP", e2ae=None)
+    invite(ue, d, offer, "plain-1")
+    inv = core.expect("INVITE")
+    assert inv.body.replace(b"\r\n", b"\n") == offer.encode()  # byte for byte
+    answer = PLAIN_ANSWER.format(port=40120).replace("a=sendrecv", "a=3ge2ae:applied\na=sendrecv")
+    core.reply(inv, 200, "OK", d.core_port, to_tag="b1", body=answer)
+    ok = ue.expect(200)
+    # TS 33.328 7.3.1: an indication inserted by another party is removed
+    assert b"3ge2ae" not in ok.body and b"m=audio 40120 RTP/AVP" in ok.body
+    assert d.stats()["agw_ports"] == 0
+    in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
+    in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
+    core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")
+    ue.expect(200)
+    assert_released(d)
