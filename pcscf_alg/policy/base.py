@@ -89,6 +89,11 @@ class Policy(Protocol):
     def describe(self, subscriber: str | None) -> str: ...
 
 
+# Python 3.11 does not specialise lookups on an enum class (`EnumType.__getattr__`).
+_FIRST_SUPPORTED = CryptoSelection.FIRST_SUPPORTED
+_STRONGEST = CryptoSelection.STRONGEST
+
+
 def select_by(
     rule: CryptoSelection, candidates: Sequence[CryptoAttr], preference: Sequence[str]
 ) -> CryptoAttr | None:
@@ -98,9 +103,9 @@ def select_by(
     """
     if not candidates:
         return None
-    if rule is CryptoSelection.FIRST_SUPPORTED:
+    if rule is _FIRST_SUPPORTED:
         return candidates[0]
-    if rule is CryptoSelection.STRONGEST:
+    if rule is _STRONGEST:
         # max() keeps the first of equals, so the UE's order breaks ties
         return max(candidates, key=lambda c: SUITES[c.suite].strength if c.known else -1)
     rank = {s: n for n, s in enumerate(preference)}

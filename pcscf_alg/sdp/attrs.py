@@ -22,10 +22,11 @@ class E2aeIndicator(enum.Enum):
     OTHER = "other"  # any other token: ignored (TS 24.229 §7.5.2)
 
 
+# value -> indicator; a dict rather than `E2aeIndicator.X` lookups, which Python 3.11 does not
+# specialise (`EnumType.__getattr__`).
+_INDICATORS: Final = {"requested": E2aeIndicator.REQUESTED, "applied": E2aeIndicator.APPLIED}
+_OTHER: Final = E2aeIndicator.OTHER
+
+
 def parse_3ge2ae(value: str) -> E2aeIndicator:
-    v = value.strip().lower()
-    if v == "requested":
-        return E2aeIndicator.REQUESTED
-    if v == "applied":
-        return E2aeIndicator.APPLIED
-    return E2aeIndicator.OTHER
+    return _INDICATORS.get(value.strip().lower(), _OTHER)

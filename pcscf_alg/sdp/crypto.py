@@ -297,8 +297,23 @@ def parse_crypto(value: str) -> CryptoAttr:
     suite = SUITES.get(suite_name)
     if suite is None and (not suite_name.replace("_", "").isalnum() or not suite_name.isascii()):
         raise SdpError("a=crypto: bad crypto-suite name")
-    if ";" not in key_params:  # the common case: one key
-        keys: tuple[KeyParam, ...] = (_parse_key_param(key_params, suite),)
+    if (suite is not None and key_params.startswith("inline:") and "|" not in key_params
+            and ";" not in key_params and len(key_params) % 4 == 3 and len(key_params) > 7
+            and key_params[-1] != "="):
+        # The common case, inlined: one inline key, no lifetime or MKI, unpadded base64 whose
+        # length needs no padding (what `_parse_key_param` + `b64decode_lenient` would do).
+        try:
+            key_salt = binascii.a2b_base64(key_params[7:], strict_mode=True)
+        except ValueError:
+            raise SdpError("a=crypto: key is not valid base64") from None
+        if len(key_salt) != suite.key_len + suite.salt_len:
+            raise SdpError(
+                f"a=crypto: {suite.name} needs a {suite.key_salt_len}-byte key||salt, "
+                f"got {len(key_salt)} bytes"
+            )
+        keys: tuple[KeyParam, ...] = (KeyParam("inline", key_salt),)
+    elif ";" not in key_params:  # one key
+        keys = (_parse_key_param(key_params, suite),)
     else:
         keys = tuple(_parse_key_param(k, suite) for k in key_params.split(";"))
         if any(k.method == "inline" and k.mki_length is None for k in keys):

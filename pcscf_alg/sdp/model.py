@@ -11,13 +11,16 @@ as an independent oracle that re-parses what we emit.
 Shape:
 - `Sdp.session` holds the session-level lines (from `v=` up to the first `m=`), as `str`
   without line terminator;
-- `Sdp.media` holds one `Media` per `m=` line; `Media.lines[0]` is the `m=` line itself.
+- `Sdp.media` holds one `Media` per `m=` line; `Media.lines[0]` is the `m=` line itself. A
+  `Media` keeps its lines as one "\n"-terminated text (searched, sliced and shared by copies at
+  C speed) and builds the `lines` list only when asked for it (see `Media`).
 - Bytes come in as UTF-8 and are decoded with `surrogateescape`, so that any byte sequence
   (even invalid UTF-8 in `i=` or an unknown attribute) goes out exactly as it came in.
 - The line terminator of the input (CRLF or bare LF) is kept; a body with *mixed* terminators is
   normalised to the style of its first line.
 
-Hot-path rules: no regular expressions, only `str.split`/`partition`/`startswith`.
+Hot-path rules: no per-line Python loops and no regular expressions beyond the one C-level
+validation scan; `str.find`/`count`/`split`/`partition` and slicing only.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ from ..errors import SdpError
 # RFC 8866 §5: the type letters we accept. Anything else is a syntax error (an SDP parser
 # "MUST completely ignore" a description with an unknown type letter; a middlebox refuses it).
 _TYPES = frozenset("vosiuepcbtrzkam")
-# A line terminator not followed by "<known type letter>=": the first bad line, if any.
-_BAD_CRLF = re.compile("\r\n(?![vosiuepcbtrzkam]=)")
+# A newline (after CRLF normalisation) not followed by "<known type letter>=": the first bad
+# line, if any.
 _BAD_LF = re.compile("\n(?![vosiuepcbtrzkam]=)")
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
@@ -123,7 +126,7 @@ def addrtype_of(host: str) -> str:
     return "IP6" if ":" in host else "IP4"
 
 
-# Direction attribute patterns in the cached text, built once (not one f-string per lookup).
+# Direction attribute patterns in the attribute text, built once (not one f-string per lookup).
 _DIR_PATS = tuple(("\na=" + d + "\n", d) for d in DIRECTIONS)
 _DIR_LINES = frozenset(p for p, _ in _DIR_PATS)
 
@@ -140,16 +143,22 @@ def _low_same_length(raw: str) -> str:
 class Media:
     """One media description: `lines[0]` is the `m=` line, then i=, c=, b=, k=, a= lines.
 
-    Attribute lookups search a cached text of the section ("\n" + lines joined by "\n" +
-    "\n", and its lower-cased twin) with `str.find`, at C speed: a per-line Python loop costs
-    ~0.2 µs a line here, and a VoLTE m-line has ~30. Attribute names match case-insensitively.
-    The edits below keep that text up to date by slicing (removing or inserting attribute
-    lines), so a rewrite that looks up, edits and looks up again does not rebuild it; the m=
-    line in it may be stale (only a= lines are ever searched for); `set_line` drops it. Edit
-    the lines only through these methods (or call `touch()` after editing `lines` directly).
+    Kept as text rather than as a list of lines: the `m=` line, and the lines after it as one
+    string `_raw` ("\\n" before each line, "\\n" at the end) with a lower-cased twin `_low`.
+    Lookups search that text with `str.find` at C speed (attribute names match
+    case-insensitively); removing or inserting attribute lines, or replacing one, are slices
+    of it that keep it valid for the next lookup; copying a section shares it; output is one
+    `join`. A per-line Python loop costs ~0.2 µs a line here and a VoLTE m-line has ~30, and
+    keeping a list of lines in step with a searchable text meant rebuilding one from the other
+    after every edit (bench/bench_e2ae.py, BENCHMARKS.md "e2ae SDP rewrite").
+
+    `lines` is built on first use; while it is in use, edits that address lines by index
+    (`set_line`, `insert_lines`...) work on it and the text is rebuilt from it when needed.
+    After editing `lines` directly, call `touch()`.
     """
 
-    __slots__ = ("_ci", "_text", "fmts", "lines", "media", "nports", "port", "proto")
+    __slots__ = ("_ci", "_cline", "_lines", "_low", "_mline", "_raw", "fmts", "media", "nports",
+                 "port", "proto")
 
     media: str
     port: int
@@ -157,17 +166,32 @@ class Media:
     proto: str
     fmts: list[str]
 
-    def __init__(self, lines: list[str], _copy_of: Media | None = None) -> None:
-        self.lines = lines
-        self._text: tuple[str, str] | None = None
+    def __init__(self, lines: list[str]) -> None:
+        # State: either `_lines` is the truth (and `_raw`/`_low` caches of it, None when
+        # stale), or `_lines` is None and `_mline` + `_raw` are the truth.
+        self._lines: list[str] | None = lines
+        self._raw: str | None = None
+        self._low: str | None = None
         self._ci = -2  # cached connection_index(); -2 = not computed
-        if _copy_of is not None:  # copy(): the m= line is already parsed
-            o = _copy_of
-            self._text, self._ci = o._text, o._ci
-            self.media, self.port, self.nports, self.proto, self.fmts = (
-                o.media, o.port, o.nports, o.proto, o.fmts)
-            return
-        parts = lines[0][2:].split()
+        self._cline: str | bool | None = False  # cached connection_line(); False = not yet
+        self._mline: str | None = lines[0]  # None: set_port/set_proto changed it, not rebuilt
+        self._parse_mline(lines[0])
+
+    @classmethod
+    def _parsed(cls, mline: str, raw: str) -> Media:
+        """A section straight from `Sdp.parse`: the m= line and the text of the lines after it."""
+        m: Media = cls.__new__(cls)
+        m._lines = None
+        m._mline = mline
+        m._raw = raw
+        m._low = None
+        m._ci = -2
+        m._cline = False
+        m._parse_mline(mline)
+        return m
+
+    def _parse_mline(self, line: str) -> None:
+        parts = line[2:].split()
         if len(parts) < 4:
             raise SdpError("SDP syntax error: m= line needs media, port, proto and formats")
         self.media = parts[0]
@@ -186,30 +210,97 @@ class Media:
         self.fmts = parts[3:]
 
     def copy(self) -> Media:
-        return Media(self.lines.copy(), self)
+        # The text is immutable: a copy shares it (and the parsed m= line).
+        m: Media = Media.__new__(Media)
+        lines = self._lines
+        m._lines = None if lines is None else lines.copy()
+        m._mline, m._raw, m._low, m._ci, m._cline = (
+            self._mline, self._raw, self._low, self._ci, self._cline)
+        m.media, m.port, m.nports, m.proto, m.fmts = (
+            self.media, self.port, self.nports, self.proto, self.fmts)
+        return m
 
-    # -- lookups ---------------------------------------------------------------------------
+    @property
+    def lines(self) -> list[str]:
+        lines = self._lines
+        if lines is None:
+            raw = self._raw
+            assert raw is not None
+            mline = self._mline_text()
+            lines = self._lines = [mline, *raw[1:-1].split("\n")] if len(raw) > 1 else [mline]
+        return lines
 
-    def _texts(self) -> tuple[str, str]:
-        t = self._text
-        if t is None:
-            raw = "\n" + "\n".join(self.lines) + "\n"
-            t = self._text = (raw, _low_same_length(raw))
-        return t
+    @lines.setter
+    def lines(self, lines: list[str]) -> None:
+        self._lines = lines
+        self.touch()
+
+    # -- text ------------------------------------------------------------------------------
+
+    def _text(self) -> str:
+        """The attribute text (`_raw`), rebuilt from `lines` if they were edited."""
+        raw = self._raw
+        if raw is None:
+            lines = self._lines
+            assert lines is not None
+            self._mline = lines[0]
+            rest = lines[1:]
+            raw = self._raw = "\n" + "\n".join(rest) + "\n" if rest else "\n"
+        return raw
+
+    def _lower(self) -> str:
+        low = self._low
+        if low is None:
+            low = self._low = _low_same_length(self._text())
+        return low
+
+    def _set_text(self, raw: str, low: str) -> None:
+        """The text after an edit made on it: it becomes the truth, `lines` is rebuilt on use."""
+        if self._lines is not None:
+            self._mline = self._lines[0]
+        self._raw = raw
+        self._low = low
+        self._lines = None
+        self._ci = -2
+        self._cline = False
+
+    def _edit_lines(self) -> list[str]:
+        """`lines`, about to be edited in place: the text becomes stale."""
+        lines = self.lines
+        self._raw = self._low = None
+        self._ci = -2
+        self._cline = False
+        return lines
 
     def touch(self) -> None:
         """Forget the cached text after `lines` was edited directly."""
-        self._text = None
+        if self._lines is not None:
+            self._raw = self._low = None
+            self._mline = self._lines[0]
         self._ci = -2
+        self._cline = False
+
+    def body(self, eol: str) -> str:
+        """The section as it goes out: its lines joined by `eol`."""
+        lines = self._lines
+        if lines is not None:
+            return eol.join(lines)
+        raw = self._raw
+        assert raw is not None
+        text = self._mline_text() + raw[:-1]
+        return text if eol == "\n" else text.replace("\n", eol)
+
+    # -- lookups ---------------------------------------------------------------------------
 
     def _positions(self, name: str) -> list[int]:
-        """Offsets (in the cached text) of the newline before each `a=<name>` line, ascending.
+        """Offsets (in the text) of the newline before each `a=<name>` line, ascending.
 
-        One `find` pattern ("\na=<name>") and a check of the character after it (':' or end of
+        One `find` pattern ("\\na=<name>") and a check of the character after it (':' or end of
         line), rather than one scan per form of the line and a sort.
         """
-        t = self._text
-        low = (t if t is not None else self._texts())[1]
+        low = self._low
+        if low is None:
+            low = self._lower()
         pat = "\na=" + name
         p = low.find(pat)
         if p < 0:
@@ -223,57 +314,60 @@ class Media:
             p = low.find(pat, p + k)
         return out
 
+    @staticmethod
+    def _first(low: str, name: str) -> int:
+        """Offset of the first `a=<name>` line in `low`, or -1: one `find` per form of the line
+        (`a=<name>:value`, `a=<name>`), so a name that prefixes others (rtcp, rtcp-fb,
+        rtcp-mux) is not re-scanned once per longer line."""
+        p = low.find("\na=" + name + ":")
+        q = low.find("\na=" + name + "\n", 0, len(low) if p < 0 else p)
+        return q if q >= 0 else p
+
     def indices(self, name: str) -> list[int]:
         """Line indices of every `a=<name>` line (name in lower case)."""
         pos = self._positions(name)
         if not pos:
             return pos
-        raw = self._texts()[0]
-        return [raw.count("\n", 0, p) for p in pos]
+        raw = self._text()
+        out = []
+        n = 1  # line 0, the m= line, is not in the text
+        last = 0
+        for p in pos:
+            n += raw.count("\n", last, p)
+            last = p
+            out.append(n)
+        return out
 
     def find(self, name: str, start: int = 1) -> int:
         """Index of the first `a=<name>` line at or after `start`, or -1 (name lower case)."""
-        # The scan of `_positions`, inlined (a call layer costs as much as the search here).
-        t = self._text
-        if t is None:
-            t = self._texts()
-        low = t[1]
-        pat = "\na=" + name
-        k = len(pat)
-        p = low.find(pat)
-        while p >= 0:
-            c = low[p + k]
-            if c == ":" or c == "\n":
-                i = t[0].count("\n", 0, p)
-                if i >= start:
-                    return i
-            p = low.find(pat, p + k)
+        if start <= 1:  # every a= line qualifies
+            low = self._low
+            if low is None:
+                low = self._lower()
+            p = self._first(low, name)
+            return -1 if p < 0 else self._text().count("\n", 0, p) + 1
+        for i in self.indices(name):
+            if i >= start:
+                return i
         return -1
 
     def attr(self, name: str) -> str | None:
         """The value of the first `a=<name>` line ('' for a flag), or None."""
-        t = self._text
-        if t is None:
-            t = self._texts()
-        low = t[1]
-        pat = "\na=" + name
-        k = len(pat)
-        p = low.find(pat)
-        while p >= 0:
-            c = low[p + k]
-            if c == ":":
-                raw = t[0]
-                return raw[p + k + 1 : raw.find("\n", p + k)]
-            if c == "\n":
-                return ""
-            p = low.find(pat, p + k)
-        return None
+        low = self._low
+        if low is None:
+            low = self._lower()
+        p = self._first(low, name)
+        if p < 0:
+            return None
+        raw = self._text()
+        k = p + len(name) + 3  # the ':' or the end of the line
+        return raw[k + 1 : raw.find("\n", k)] if raw[k] == ":" else ""
 
     def attrs(self, name: str) -> list[str]:
         pos = self._positions(name)
         if not pos:
             return []
-        raw = self._texts()[0]
+        raw = self._text()
         n = len(name) + 3
         out = []
         for p in pos:
@@ -282,25 +376,27 @@ class Media:
         return out
 
     def has_attr(self, name: str) -> bool:
-        t = self._text
-        low = (t if t is not None else self._texts())[1]
+        low = self._low
+        if low is None:
+            low = self._lower()
         pat = "\na=" + name
-        k = len(pat)
-        p = low.find(pat)
-        while p >= 0:
-            c = low[p + k]
-            if c == ":" or c == "\n":
-                return True
-            p = low.find(pat, p + k)
-        return False
+        return pat + ":" in low or pat + "\n" in low
 
     # -- edits -----------------------------------------------------------------------------
 
+    def _mline_text(self) -> str:
+        line = self._mline
+        if line is None:
+            port = f"{self.port}/{self.nports}" if self.nports else str(self.port)
+            line = self._mline = f"m={self.media} {port} {self.proto} {' '.join(self.fmts)}"
+        return line
+
     def _rebuild(self) -> None:
-        port = f"{self.port}/{self.nports}" if self.nports else str(self.port)
-        self.lines[0] = f"m={self.media} {port} {self.proto} {' '.join(self.fmts)}"
-        # The cached text is kept: it is only ever searched for "\na=" lines and counted for
-        # newlines, so a stale m= line in it changes no lookup (and no line index).
+        # The text holds no m= line: it stays valid. Without `lines` in use, the m= line is
+        # rebuilt only when needed (set_proto and set_port often come in pairs).
+        self._mline = None
+        if self._lines is not None:
+            self._lines[0] = self._mline_text()
 
     def set_port(self, port: int) -> None:
         if port != self.port or self.nports:
@@ -313,14 +409,42 @@ class Media:
             self.proto = proto
             self._rebuild()
 
+    def _line_offset(self, i: int) -> int:
+        """Text offset of the newline before line `i` (1 <= i <= len(lines); len(lines) is the
+        end of the section), or -1 if there is no such line. Used to edit a line in the text
+        without splitting the section into lines."""
+        raw = self._text()
+        p = 0
+        for _ in range(i - 1):
+            p = raw.find("\n", p + 1)
+            if p < 0:
+                return -1
+        return p
+
     def set_line(self, i: int, line: str) -> None:
-        self.lines[i] = line
-        self._text = None
+        if self._lines is None and i >= 1:
+            q = self._line_offset(i)
+            raw = self._text()
+            if 0 <= q < len(raw) - 1:  # an existing line, not the end
+                low = self._lower()
+                e = raw.find("\n", q + 1)
+                add = "\n" + line
+                self._set_text(raw[:q] + add + raw[e:], low[:q] + _low_same_length(add) + low[e:])
+                return
+        self._edit_lines()[i] = line
+        if i == 0:
+            self._mline = line
 
     def insert_lines(self, pos: int, new: list[str]) -> None:
-        self.lines[pos:pos] = new
-        self._text = None
-        self._ci = -2
+        if self._lines is None and pos >= 1:
+            q = self._line_offset(pos)
+            if q >= 0:
+                raw = self._text()
+                low = self._lower()
+                add = "".join(["\n" + line for line in new])
+                self._set_text(raw[:q] + add + raw[q:], low[:q] + _low_same_length(add) + low[q:])
+                return
+        self._edit_lines()[pos:pos] = new
 
     def remove_attrs(self, *names: str) -> int:
         """Remove every `a=<name>` line for the given (lower-case) names; return how many."""
@@ -333,33 +457,28 @@ class Media:
             pos = sorted(found)
         if not pos:
             return 0
-        # Delete the few lines in place (not a comprehension over all ~30 lines) and cut
-        # them out of the cached text, which stays valid for the next lookup.
-        raw, low = self._texts()
-        lines = self.lines
+        # Cut the lines out of the text: a few slices, whatever the length of the section.
+        raw = self._text()
+        low = self._lower()
         raw_parts: list[str] = []
         low_parts: list[str] = []
         cut = 0
-        for p in reversed([raw.count("\n", 0, p) for p in pos]):
-            del lines[p]
         for p in pos:
             raw_parts.append(raw[cut:p])
             low_parts.append(low[cut:p])
             cut = raw.find("\n", p + 1)
         raw_parts.append(raw[cut:])
         low_parts.append(low[cut:])
-        self._text = ("".join(raw_parts), "".join(low_parts))
-        self._ci = -2
+        self._set_text("".join(raw_parts), "".join(low_parts))
         return len(pos)
 
     def remove_where(self, pred: Callable[[str], bool]) -> int:
         """Remove the a= lines (never the m= line) for which `pred(line)` is true."""
-        keep = [self.lines[0]] + [line for line in self.lines[1:] if not pred(line)]
-        removed = len(self.lines) - len(keep)
+        lines = self.lines
+        keep = [lines[0]] + [line for line in lines[1:] if not pred(line)]
+        removed = len(lines) - len(keep)
         if removed:
             self.lines = keep
-            self._text = None
-            self._ci = -2
         return removed
 
     # -- structure -------------------------------------------------------------------------
@@ -368,29 +487,42 @@ class Media:
     def rejected(self) -> bool:
         return self.port == 0
 
+    def _connection_offset(self) -> int:
+        """Text offset of the newline before the media-level c= line, or -1. c= precedes every
+        a= line (RFC 8866 §5): a c= after the first a= line is not one."""
+        raw = self._text()
+        pa = raw.find("\na")  # near the start: bounds the search for c=
+        return raw.find("\nc", 0, pa if pa >= 0 else len(raw))
+
     def connection_index(self) -> int:
         ci = self._ci
-        if ci != -2:
-            return ci
-        ci = -1
-        lines = self.lines
-        for i in range(1, len(lines)):
-            c = lines[i][0]
-            if c == "c":
-                ci = i
-                break
-            if c == "a":  # c= precedes every a= line (RFC 8866 §5)
-                break
-        self._ci = ci
+        if ci == -2:
+            pc = self._connection_offset()
+            ci = self._ci = -1 if pc < 0 else self._text().count("\n", 0, pc) + 1
         return ci
 
+    def connection_line(self) -> str | None:
+        """The media-level c= line, or None."""
+        line = self._cline
+        if line is False:
+            pc = self._connection_offset()
+            if pc < 0:
+                line = None
+            else:
+                raw = self._text()
+                line = raw[pc + 1 : raw.find("\n", pc + 1)]
+            self._cline = line
+        assert line is not True
+        return line
+
     def connection(self) -> Connection | None:
-        i = self.connection_index()
-        return None if i < 0 else Connection.parse(self.lines[i])
+        line = self.connection_line()
+        return None if line is None else Connection.parse(line)
 
     def direction(self) -> str | None:
-        t = self._text
-        low = (t if t is not None else self._texts())[1]
+        low = self._low
+        if low is None:
+            low = self._lower()
         best = -1
         found = None
         for pat, d in _DIR_PATS:
@@ -403,51 +535,55 @@ class Media:
         """Text offset of the newline before the last direction attribute, else of the final
         newline (the end of the section). The last line is checked first: it is the direction
         attribute in nearly every SDP."""
-        low = self._texts()[1]
+        low = self._lower()
         q = low.rfind("\n", 0, len(low) - 1)
-        if low[q:] in _DIR_LINES:
+        if q >= 0 and low[q:] in _DIR_LINES:
             return q
         best = max(low.rfind(pat) for pat, _ in _DIR_PATS)
-        return best if best > 0 else len(low) - 1
+        return best if best >= 0 else len(low) - 1
 
     def insert_point(self) -> int:
         """Where new attributes go: before the last direction attribute, else at the end.
 
         Examples 06 and 08 of the spec put `a=crypto`/`a=3ge2ae` just before `a=sendrecv`.
         """
-        q = self._insert_offset()
-        return self._texts()[0].count("\n", 0, q)
+        return self._text().count("\n", 0, self._insert_offset()) + 1
 
     def insert_attrs(self, new: list[str], at: int | None = None) -> None:
         if at is not None:
             self.insert_lines(at, new)
             return
         q = self._insert_offset()
-        raw, low = self._texts()
-        i = raw.count("\n", 0, q)
-        self.lines[i:i] = new
-        # Splice the new lines into the cached text (valid for the next lookup).
-        add = "".join("\n" + line for line in new)
-        if add.isascii():
-            self._text = (raw[:q] + add + raw[q:], low[:q] + add.lower() + low[q:])
-        else:
-            self._text = None
-        self._ci = -2
+        raw = self._text()
+        low = self._lower()
+        add = "".join(["\n" + line for line in new])  # spliced into the text
+        self._set_text(raw[:q] + add + raw[q:], low[:q] + _low_same_length(add) + low[q:])
 
     def replace_or_insert(self, name: str, line: str) -> int:
         """Replace the first `a=<name>` line by `line` (others removed), or insert it.
 
         Returns the index of the line."""
-        found = self.indices(name)
-        if not found:
+        pos = self._positions(name)
+        if not pos:
             i = self.insert_point()
-            self.insert_lines(i, [line])
+            self.insert_attrs([line])  # at the insert point, index i
             return i
-        i = found[0]
-        for j in reversed(found[1:]):
-            del self.lines[j]
-        self.set_line(i, line)
-        self._ci = -2
+        # In the text: the first line replaced, the others cut out.
+        raw = self._text()
+        low = self._lower()
+        first = pos[0]
+        add = "\n" + line
+        raw_parts = [raw[:first], add]
+        low_parts = [low[:first], _low_same_length(add)]
+        cut = raw.find("\n", first + 1)
+        for p in pos[1:]:
+            raw_parts.append(raw[cut:p])
+            low_parts.append(low[cut:p])
+            cut = raw.find("\n", p + 1)
+        raw_parts.append(raw[cut:])
+        low_parts.append(low[cut:])
+        i = raw.count("\n", 0, first) + 1
+        self._set_text("".join(raw_parts), "".join(low_parts))
         return i
 
 
@@ -486,38 +622,32 @@ class Sdp:
     def parse(cls, data: bytes | str) -> Sdp:
         text = data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else data
         nl = text.find("\n")
+        # Output uses the terminator of the first line; inside, every line ends in "\n" (a
+        # CRLF or mixed body is normalised once, at C speed).
         eol = "\r\n" if nl > 0 and text[nl - 1] == "\r" else "\n"
-        sep = eol
         n_cr = text.count("\r")
         if nl < 0:
             text = text.removesuffix("\r")  # one line, no terminator
         elif n_cr:
             n_crlf = text.count("\r\n")
-            if n_crlf and n_crlf != text.count("\n"):
-                # mixed terminators: split on LF, output in the style of the first line
+            if n_crlf:
                 text = text.replace("\r\n", "\n")
-                sep = "\n"
-                n_cr -= n_crlf
-            elif eol == "\r\n":
                 n_cr -= n_crlf
         if n_cr and nl >= 0:
             raise SdpError("SDP syntax error: stray CR inside a line")
-        final_eol = text.endswith(sep)
-        body = text[: -len(sep)] if final_eol else text
+        final_eol = text.endswith("\n")
+        body = text[:-1] if final_eol else text
         tail = 0  # empty lines after the last one, re-emitted as they came
-        while body.endswith(sep):
-            body = body[: -len(sep)]
+        while body.endswith("\n"):
+            body = body[:-1]
             tail += 1
         # One C-level scan validates the shape of every line (a <type>=<value> line with a
         # known type letter); only a bad body takes the slow path that names the line.
-        if (
-            (_BAD_CRLF if sep == "\r\n" else _BAD_LF).search(body) is not None
-            or body[1:2] != "="
-        ):
-            _raise_syntax(body.split(sep))
+        if _BAD_LF.search(body) is not None or body[1:2] != "=":
+            _raise_syntax(body.split("\n"))
         # Sections split at C speed too: everything before the first m= is session level.
-        chunks = body.split(sep + "m=")
-        session = chunks[0].split(sep)
+        chunks = body.split("\nm=")
+        session = chunks[0].split("\n")
         if session[0] != "v=0":
             raise SdpError("SDP syntax error: body must start with v=0")
         seen_o = False
@@ -536,10 +666,15 @@ class Sdp:
             raise SdpError("SDP syntax error: no o= line")
         media: list[Media] = []
         for chunk in chunks[1:]:
-            m = Media(("m=" + chunk).split(sep))
-            ci = m.connection_index()
-            if ci >= 0:
-                Connection.parse(m.lines[ci])
+            # A section is kept as text (see `Media`): its m= line, then the rest.
+            e = chunk.find("\n")
+            if e < 0:
+                m = Media._parsed("m=" + chunk, "\n")
+            else:
+                m = Media._parsed("m=" + chunk[:e], chunk[e:] + "\n")
+            cline = m.connection_line()
+            if cline is not None:
+                Connection.parse(cline)
             elif sconn is None and m.port != 0:
                 raise SdpError("SDP syntax error: media without a c= line")
             media.append(m)
@@ -556,13 +691,14 @@ class Sdp:
         return out
 
     def to_str(self) -> str:
-        eol = self.eol
-        out = eol.join(self.lines())
+        # Built with "\n" (the sections' own terminator), then one C-level pass to CRLF.
+        out = "\n".join([*self.session, *[m.body("\n") for m in self.media]])
         if self.final_eol:
-            out += eol
+            out += "\n"
         if self.tail:
-            out += eol * self.tail
-        return out
+            out += "\n" * self.tail
+        eol = self.eol
+        return out if eol == "\n" else out.replace("\n", eol)
 
     def to_bytes(self) -> bytes:
         return self.to_str().encode("utf-8", "surrogateescape")
@@ -616,9 +752,8 @@ class Sdp:
     def media_host(self, m: Media) -> str | None:
         """The connection address (no TTL/count) in effect for `m`, without building a
         `Connection` for a media-level c= (it is read for every live m-line)."""
-        ci = m.connection_index()
-        if ci >= 0:
-            line = m.lines[ci]
+        line = m.connection_line()
+        if line is not None:
             parts = line[2:].split()
             if len(parts) != 3:
                 Connection.parse(line)  # raises the syntax error

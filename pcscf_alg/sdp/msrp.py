@@ -114,6 +114,12 @@ def parse_path(value: str) -> tuple[MsrpUri, ...]:
 
 
 _ROLES: Final = {r.value: r for r in SetupRole}
+# Members as module constants: on Python 3.11 a lookup on an enum class (`SetupRole.ACTIVE`) is
+# not specialised (`EnumType.__getattr__`) and costs ~10x a global.
+_ACTIVE: Final = SetupRole.ACTIVE
+_PASSIVE: Final = SetupRole.PASSIVE
+_ACTPASS: Final = SetupRole.ACTPASS
+_HOLDCONN: Final = SetupRole.HOLDCONN
 
 
 def parse_setup(value: str) -> SetupRole:
@@ -125,10 +131,10 @@ def parse_setup(value: str) -> SetupRole:
 
 def peer_role(role: SetupRole) -> SetupRole:
     """The role of the other end of one TCP connection: active <-> passive."""
-    if role is SetupRole.ACTIVE:
-        return SetupRole.PASSIVE
-    if role is SetupRole.PASSIVE:
-        return SetupRole.ACTIVE
+    if role is _ACTIVE:
+        return _PASSIVE
+    if role is _PASSIVE:
+        return _ACTIVE
     return role
 
 
@@ -139,8 +145,8 @@ def answer_role(offered: SetupRole | None) -> SetupRole:
     a=setup in the offer means the offerer is active (RFC 4145 default; RFC 4975/6135: the MSRP
     offerer connects).
     """
-    if offered is None or offered in (SetupRole.ACTPASS, SetupRole.ACTIVE):
-        return SetupRole.PASSIVE
-    if offered is SetupRole.PASSIVE:
-        return SetupRole.ACTIVE
-    return SetupRole.HOLDCONN
+    if offered is None or offered in (_ACTPASS, _ACTIVE):
+        return _PASSIVE
+    if offered is _PASSIVE:
+        return _ACTIVE
+    return _HOLDCONN
