@@ -233,13 +233,21 @@ class Pcscf:
         self.flush()
 
     def flush(self) -> None:
-        """Send what the transaction layers produced and handle their events."""
-        for side, layer in self.layers.items():
-            while True:
+        """Handle the transaction layers' events, then send what every layer produced.
+
+        Events first, on both sides, until none is left: handling one side's event often queues
+        output on the other side (Timer B on the core side answers 408 on the access side), and
+        that output must leave now, not with the next message."""
+        progressed = True
+        while progressed:
+            progressed = False
+            for side, layer in self.layers.items():
                 ev = layer.next_event()
-                if ev is None:
-                    break
-                self._on_event(side, ev)
+                while ev is not None:
+                    progressed = True
+                    self._on_event(side, ev)
+                    ev = layer.next_event()
+        for side, layer in self.layers.items():
             for data, peer in layer.datagrams_to_send():
                 self._send(side, data, peer)
 

@@ -198,3 +198,17 @@ def test_options_for_the_pcscf_itself_is_answered_not_routed() -> None:
     ((side, resp, dest),) = wire.take()
     assert (side, resp.status, dest) == (Side.ACCESS, 200, UE)
     assert "INVITE" in (resp.headers.get("allow") or "")
+
+
+def test_timeout_answer_leaves_in_the_same_flush_over_tcp() -> None:
+    # Timer B fires on the core side; the 408 is queued on the access side and must be sent
+    # in the same handle_timer call (over TCP there is no Timer G to send it later).
+    p, wire = make()
+    ue_tcp = Peer("tcp", "127.0.0.1", 40000, conn_id=7)
+    p.receive(invite(), Side.ACCESS, ue_tcp, now=0.0)
+    wire.take()
+    p.handle_timer(64 * 0.5 + 0.01)
+    sent = wire.take()
+    assert [(s, m.status, d) for s, m, d in sent if m.status == 408] == [
+        (Side.ACCESS, 408, ue_tcp)
+    ]
