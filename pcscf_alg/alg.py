@@ -460,14 +460,14 @@ class Pcscf:
                 return
             if binding is not None:
                 self._assert_identity(msg, binding)
-                if binding.service_route:
-                    # TS 24.229 5.2.6.3.3: the preloaded route is the stored Service-Route.
-                    msg.headers.replace_values("Route", list(binding.service_route))
-            dest = (
-                self._peer_for_uri(msg.headers.first_value("route") or "")
-                if msg.headers.first_value("route")
-                else self._next_hop_peer()
-            )
+            if binding is not None and binding.service_route:
+                # TS 24.229 5.2.6.3.3: the preloaded route is the stored Service-Route.
+                msg.headers.replace_values("Route", list(binding.service_route))
+                dest = self._peer_for_uri(binding.service_route[0])
+            else:
+                # Always the configured I-/S-CSCF: a UE's own Route entries travel on to it but
+                # never choose where we send (no open relay towards arbitrary hosts).
+                dest = self._next_hop_peer()
         else:
             if msg.method == "REGISTER":
                 self._reply(txn, side, 403, "Forbidden", warning="REGISTER only on the access side")

@@ -212,3 +212,11 @@ def test_timeout_answer_leaves_in_the_same_flush_over_tcp() -> None:
     assert [(s, m.status, d) for s, m, d in sent if m.status == 408] == [
         (Side.ACCESS, 408, ue_tcp)
     ]
+
+
+def test_originating_goes_to_next_hop_even_with_a_ue_route() -> None:
+    p, wire = make()
+    p.receive(invite("Route: <sip:10.1.2.3:5099;lr>\r\n"), Side.ACCESS, UE, now=0.0)
+    ((_, fwd, dest),) = [(s, m, d) for s, m, d in wire.take() if s is Side.CORE]
+    assert dest == CORE  # the configured next hop, not the UE's choice
+    assert fwd.headers.values("route") == ["<sip:10.1.2.3:5099;lr>"]
