@@ -425,12 +425,7 @@ class Pcscf:
         route = msg.headers.first_value("route")
         if route is not None:
             return self._peer_for_uri(route)
-        if to_ue:
-            # Terminating: to the UE over its registered flow (TCP connection, NAT binding).
-            b = self._terminating_binding(msg.uri or "")
-            if b is not None:
-                return Peer(b.flow.transport, b.flow.host, b.flow.port)
-        return self._peer_for_uri(msg.uri or "")
+        return self.peer_for(msg.uri or "", to_ue=to_ue)
 
     def _terminating_binding(self, ruri: str) -> Binding | None:
         try:
@@ -750,7 +745,8 @@ class Pcscf:
         self._send_upstream(ctx, resp, now)
 
     def peer_for(self, uri: str, *, to_ue: bool) -> Peer:
-        """Where to send a request for `uri` (a UE contact goes over its registered flow)."""
+        """Where to send a request for `uri`: towards a UE, over its registered flow (its TCP
+        connection, its NAT binding) when the URI is a registered contact."""
         if to_ue:
             b = self._terminating_binding(uri)
             if b is not None:
