@@ -737,7 +737,11 @@ class Pcscf:
         if resp.status >= 200:
             ctx.final_sent = True
         self.counters.forwarded_responses += 1
-        self.layers[ctx.in_side].send_response(ctx.server, resp, now)
+        layer = self.layers[ctx.in_side]
+        if not layer.send_response(ctx.server, resp, now) and 200 <= resp.status < 300:
+            # RFC 3261 §16.7 step 10 / RFC 6026: a 2xx is always forwarded, even after the
+            # transaction sent another final (a 487 when CANCEL raced the answer): statelessly.
+            layer.send_stateless(resp, ctx.server.peer)
 
     def forward_response(self, ctx: ProxyCtx, resp: SipMessage, now: float) -> None:
         """Send a response upstream that the call layer held back (e.g. a late offer in a 2xx

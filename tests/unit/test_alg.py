@@ -220,3 +220,17 @@ def test_originating_goes_to_next_hop_even_with_a_ue_route() -> None:
     ((_, fwd, dest),) = [(s, m, d) for s, m, d in wire.take() if s is Side.CORE]
     assert dest == CORE  # the configured next hop, not the UE's choice
     assert fwd.headers.values("route") == ["<sip:10.1.2.3:5099;lr>"]
+
+
+def test_2xx_after_487_is_still_forwarded() -> None:
+    p, wire = make()
+    p.receive(invite(), Side.ACCESS, UE, now=0.0)
+    fwd = next(m for s, m, _ in wire.take() if s is Side.CORE)
+    p.receive(response(fwd, 180, "Ringing"), Side.CORE, CORE, now=0.1)
+    wire.take()
+    cancel = invite().replace(b"INVITE sip:", b"CANCEL sip:").replace(b"1 INVITE", b"1 CANCEL")
+    p.receive(cancel, Side.ACCESS, UE, now=0.2)
+    assert sorted(m.status for s, m, _ in wire.take() if s is Side.ACCESS) == [200, 487]
+    # the callee had already answered: its 200 crosses the CANCEL
+    p.receive(response(fwd, 200, "OK"), Side.CORE, CORE, now=0.3)
+    assert [m.status for s, m, _ in wire.take() if s is Side.ACCESS] == [200]
