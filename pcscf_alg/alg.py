@@ -493,8 +493,16 @@ class Pcscf:
         ctx = ProxyCtx(server=txn, in_side=in_side, out_side=out_side, request=msg, dest=dest)
         ctx.reg = reg
         txn.user_data = ctx
-        if self.calls is not None and not self.calls.on_request(ctx, msg, now):
-            return  # the call layer answered (e.g. 488) or will forward asynchronously
+        if self.calls is not None:
+            try:
+                forward = self.calls.on_request(ctx, msg, now)
+            except Exception:
+                # A bug must not leave the transaction unanswered (it would never end).
+                log.exception("call layer failed on %s", msg.short())
+                self.answer(ctx, 500, "Server Internal Error", warning="media handling failed")
+                return
+            if not forward:
+                return  # the call layer answered (e.g. 488) or will forward asynchronously
         self.send_downstream(ctx, now)
 
     def send_downstream(self, ctx: ProxyCtx, now: float) -> None:
@@ -727,8 +735,14 @@ class Pcscf:
         resp.invalidate()
         if ctx.reg is not None:
             self._register_response(ctx, resp, now)
-        if self.calls is not None and not self.calls.on_response(ctx, resp, now):
-            return
+        if self.calls is not None:
+            try:
+                forward = self.calls.on_response(ctx, resp, now)
+            except Exception:
+                log.exception("call layer failed on %s", resp.short())
+                forward = True  # relay it as received rather than lose it
+            if not forward:
+                return
         self._send_upstream(ctx, resp, now)
 
     def _send_upstream(self, ctx: ProxyCtx, resp: SipMessage, now: float) -> None:

@@ -237,7 +237,8 @@ class CallManager:
         pending = dialog.pending if dialog is not None else call.pending
         if method == "PRACK" and pending is not None and pending.offer_side is not ctx.in_side:
             # PRACK answering an offer made in a reliable 18x (RFC 3262 §5)
-            assert dialog is not None
+            if dialog is None:
+                return True  # a dialog we never saw an 18x for: nothing to pair it with
             return self._answer_in_request(call, dialog, pending, msg, ctx.in_side)
         previous = dialog.answer if dialog is not None else None
         return self._offer(

@@ -234,3 +234,15 @@ def test_2xx_after_487_is_still_forwarded() -> None:
     # the callee had already answered: its 200 crosses the CANCEL
     p.receive(response(fwd, 200, "OK"), Side.CORE, CORE, now=0.3)
     assert [m.status for s, m, _ in wire.take() if s is Side.ACCESS] == [200]
+
+
+def test_a_failing_call_layer_answers_500_instead_of_leaking_the_transaction() -> None:
+    class Broken:
+        def on_request(self, ctx: object, msg: object, now: float) -> bool:
+            raise RuntimeError("bug")
+
+    p, wire = make()
+    p.calls = Broken()  # type: ignore[assignment]
+    p.receive(invite(), Side.ACCESS, UE, now=0.0)
+    finals = [m.status for s, m, _ in wire.take() if s is Side.ACCESS and m.status >= 200]
+    assert finals == [500]
