@@ -451,15 +451,24 @@ class Media:
         if len(names) == 1:
             pos = self._positions(names[0])
         else:
-            found: set[int] = set()
+            # A line matches one name only (the name must end at ':' or the end of the line),
+            # so distinct names give disjoint offsets: concatenate and sort, no set needed.
+            pos = []
             for name in names:
-                found.update(self._positions(name))
-            pos = sorted(found)
+                pos += self._positions(name)
+            if len(set(names)) != len(names):
+                pos = list(set(pos))
+            pos.sort()
         if not pos:
             return 0
         # Cut the lines out of the text: a few slices, whatever the length of the section.
         raw = self._text()
         low = self._lower()
+        if len(pos) == 1:  # the common case (one a=3ge2ae...): two slices, no lists
+            p = pos[0]
+            cut = raw.find("\n", p + 1)
+            self._set_text(raw[:p] + raw[cut:], low[:p] + low[cut:])
+            return 1
         raw_parts: list[str] = []
         low_parts: list[str] = []
         cut = 0
@@ -599,7 +608,7 @@ def _raise_syntax(lines: list[str]) -> None:
 class Sdp:
     """A whole session description. See the module docstring."""
 
-    __slots__ = ("_sconn", "eol", "final_eol", "media", "session", "tail")
+    __slots__ = ("_sconn", "_sinfo", "eol", "final_eol", "media", "session", "tail")
 
     def __init__(
         self,
@@ -615,6 +624,10 @@ class Sdp:
         self.final_eol = final_eol
         self.tail = tail  # count of empty lines after the last one, re-emitted as they came
         self._sconn: Connection | bool | None = False  # cached session c= (False: not yet)
+        # From `parse`: (index of the o= line, index of the first c= line or -1, whether any
+        # a= line is at session level), so that the engine does not re-scan the session lines
+        # for them (~6 scans an exchange); None = not known, scan. Dropped by `touch()`.
+        self._sinfo: tuple[int, int, bool] | None = None
 
     # -- parsing ---------------------------------------------------------------------------
 
@@ -625,16 +638,14 @@ class Sdp:
         # Output uses the terminator of the first line; inside, every line ends in "\n" (a
         # CRLF or mixed body is normalised once, at C speed).
         eol = "\r\n" if nl > 0 and text[nl - 1] == "\r" else "\n"
-        n_cr = text.count("\r")
         if nl < 0:
             text = text.removesuffix("\r")  # one line, no terminator
-        elif n_cr:
-            n_crlf = text.count("\r\n")
-            if n_crlf:
-                text = text.replace("\r\n", "\n")
-                n_cr -= n_crlf
-        if n_cr and nl >= 0:
-            raise SdpError("SDP syntax error: stray CR inside a line")
+        elif "\r" in text:
+            # A CR left once every CRLF is replaced is a stray one. `in` is a memchr; two
+            # `count`s (CR, CRLF) cost more than the replace itself.
+            text = text.replace("\r\n", "\n")
+            if "\r" in text:
+                raise SdpError("SDP syntax error: stray CR inside a line")
         final_eol = text.endswith("\n")
         body = text[:-1] if final_eol else text
         tail = 0  # empty lines after the last one, re-emitted as they came
@@ -650,19 +661,21 @@ class Sdp:
         session = chunks[0].split("\n")
         if session[0] != "v=0":
             raise SdpError("SDP syntax error: body must start with v=0")
-        seen_o = False
+        oi = sci = -1
         sconn: Connection | None = None
-        for line in session:
+        for n, line in enumerate(session):
             t = line[0]
             if t == "o":
                 if len(line[2:].split()) != 6:
                     raise SdpError("SDP syntax error: o= line needs six fields")
-                seen_o = True
+                if oi < 0:
+                    oi = n
             elif t == "c":
                 c = Connection.parse(line)
                 if sconn is None:
                     sconn = c
-        if not seen_o:
+                    sci = n
+        if oi < 0:
             raise SdpError("SDP syntax error: no o= line")
         media: list[Media] = []
         for chunk in chunks[1:]:
@@ -680,6 +693,8 @@ class Sdp:
             media.append(m)
         sdp = cls(session, media, eol, final_eol, tail)
         sdp._sconn = sconn  # the first session c=, already parsed: cache it
+        # line 0 is v=0: an a= line is always after a newline
+        sdp._sinfo = (oi, sci, "\na=" in chunks[0])
         return sdp
 
     # -- output ----------------------------------------------------------------------------
@@ -715,11 +730,15 @@ class Sdp:
             self.tail,
         )
         c._sconn = self._sconn  # same session lines: the cached c= holds for the copy
+        c._sinfo = self._sinfo
         return c
 
     # -- session-level helpers -------------------------------------------------------------
 
     def session_connection_index(self) -> int:
+        info = self._sinfo
+        if info is not None:
+            return info[1]
         for i, line in enumerate(self.session):
             if line[0] == "c":
                 return i
@@ -736,17 +755,32 @@ class Sdp:
     def touch(self) -> None:
         """Forget cached session-level data after `session` was edited directly."""
         self._sconn = False
+        self._sinfo = None
 
     def origin_index(self) -> int:
+        info = self._sinfo
+        if info is not None:
+            return info[0]
         for i, line in enumerate(self.session):
             if line[0] == "o":
                 return i
         return -1  # pragma: no cover - parse() guarantees an o= line
 
+    def has_session_attrs(self) -> bool:
+        """Whether any a= line is at session level (most VoLTE bodies have none)."""
+        info = self._sinfo
+        if info is not None:
+            return info[2]
+        return any(line[0] == "a" for line in self.session)
+
     def session_attr(self, name: str) -> str | None:
+        if not self.has_session_attrs():
+            return None
         return get_attr(self.session, name)
 
     def session_attrs(self, name: str) -> list[str]:
+        if not self.has_session_attrs():
+            return []
         return get_attrs(self.session, name)
 
     def media_host(self, m: Media) -> str | None:
