@@ -39,7 +39,13 @@ from pcscf_alg.registration import (
 )
 from pcscf_alg.sip import transaction as tx
 from pcscf_alg.sip.headers import NameAddr, SipUri, Via, header_tag
-from pcscf_alg.sip.message import Headers, SipMessage, make_response, parse_message
+from pcscf_alg.sip.message import (
+    REASON_PHRASES,
+    SipMessage,
+    make_response,
+    parse_message,
+    salvage_response,
+)
 from pcscf_alg.sip.secagree import (
     SecMechanism,
     format_mechanisms,
@@ -883,23 +889,23 @@ class Pcscf:
     def _reply_error(self, msg: SipMessage, side: Side, peer: Peer, err: SipParseError) -> None:
         """Answer a request that failed while being routed. Inside its server transaction when
         it has one (so retransmissions are absorbed), statelessly otherwise."""
-        status = err.status if err.status in REASONS else 400
+        status = err.status if err.status in REASON_PHRASES else 400
         if status == 400:
             self.counters.responses_400 += 1
         for txn in self.layers[side].server_transactions_for(msg):
             ctx = txn.user_data
             if isinstance(ctx, ProxyCtx) and ctx.final_sent:
                 return
-            self._reply(txn, side, status, REASONS[status], warning=err.reason)
+            self._reply(txn, side, status, REASON_PHRASES[status], warning=err.reason)
             return
         hdrs = [("Warning", self.warning(side, err.reason))]
-        resp = make_response(msg, status, REASONS[status], to_tag=new_tag(), extra=hdrs)
+        resp = make_response(msg, status, REASON_PHRASES[status], to_tag=new_tag(), extra=hdrs)
         self._send(side, resp.serialize(), peer)
 
     def _answer_unparseable(self, data: bytes, side: Side, peer: Peer, err: SipParseError) -> None:
         """A malformed request gets 400 when we can still address a response (RFC 3261 §16.3 /
         RFC 4475 §3.1.2); anything else is dropped. Never raises."""
-        resp = _salvage_response(data, err)
+        resp = salvage_response(data, err.status, new_tag())
         if resp is None:
             self.counters.dropped += 1
             return
@@ -913,60 +919,3 @@ def _contact_norm(uri: str) -> str:
         return contact_key(uri)
     except (ValueError, SipParseError):
         return uri
-
-
-REASONS = {
-    400: "Bad Request",
-    403: "Forbidden",
-    404: "Not Found",
-    413: "Request Entity Too Large",
-    503: "Service Unavailable",
-    505: "Version Not Supported",
-    513: "Message Too Large",
-}
-
-
-def _salvage_response(data: bytes, err: SipParseError) -> SipMessage | None:
-    """Build an error response from a request that failed full parsing, if it has the headers a
-    response needs (Via, From, To, Call-ID, CSeq). Responses and ACKs are never answered."""
-    try:
-        text = data[:16384].decode("utf-8", "replace")
-    except Exception:  # pragma: no cover - decode with "replace" cannot fail
-        return None
-    lines = text.replace("\r\n", "\n").split("\n")
-    if not lines or lines[0].startswith("SIP/") or lines[0].startswith("ACK "):
-        return None
-    if " " not in lines[0]:
-        return None
-    wanted = {
-        "via": "Via",
-        "v": "Via",
-        "from": "From",
-        "f": "From",
-        "to": "To",
-        "t": "To",
-        "call-id": "Call-ID",
-        "i": "Call-ID",
-        "cseq": "CSeq",
-    }
-    h = Headers()
-    seen: set[str] = set()
-    for line in lines[1:]:
-        if not line:
-            break
-        name, sep, value = line.partition(":")
-        key = wanted.get(name.strip().lower())
-        if not sep or key is None:
-            continue
-        if key != "Via" and key in seen:
-            continue
-        seen.add(key)
-        h.add(key, value.strip())
-    if not {"Via", "From", "To", "Call-ID", "CSeq"} <= seen:
-        return None
-    status = err.status if err.status in REASONS else 400
-    to = h.get("to") or ""
-    if header_tag(to) is None:
-        h.set("To", f"{to};tag={new_tag()}")
-    h.add("Content-Length", "0")
-    return SipMessage(headers=h, status=status, reason=REASONS[status])

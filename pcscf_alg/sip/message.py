@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pcscf_alg.errors import SipParseError
-from pcscf_alg.sip.headers import VIA_RE
+from pcscf_alg.sip.headers import VIA_RE, header_tag
 
 # --- Limits (named, in the manner of h11). -------------------------------------------------------
 # 65,535 bytes: the largest UDP payload, and the limit Kamailio (BUF_SIZE) and OpenSIPS use for
@@ -777,10 +777,65 @@ def make_response(
         if key in ("via", "from", "call-id", "cseq"):
             h._fields.append([name, key, value])
         elif key == "to":
-            if to_tag and ";tag=" not in value.replace(" ", "").lower():
+            if to_tag and header_tag(value) is None:
                 value = f"{value};tag={to_tag}"
             h._fields.append([name, key, value])
     for name, value in extra or []:
         h.add(name, value)
     h.add("Content-Length", str(len(body)))
     return SipMessage(headers=h, body=body, status=status, reason=reason)
+
+
+# Reason phrases of the error responses the proxy itself generates (RFC 3261 §21).
+REASON_PHRASES = {
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    413: "Request Entity Too Large",
+    503: "Service Unavailable",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+}
+
+# Header names (and compact forms) a response must copy from its request (RFC 3261 §8.2.6.2).
+_SALVAGE = {
+    "via": "Via",
+    "v": "Via",
+    "from": "From",
+    "f": "From",
+    "to": "To",
+    "t": "To",
+    "call-id": "Call-ID",
+    "i": "Call-ID",
+    "cseq": "CSeq",
+}
+
+
+def salvage_response(data: bytes, status: int, to_tag: str) -> SipMessage | None:
+    """An error response to a request that failed full parsing, when the bytes still hold what a
+    response must copy (Via, From, To, Call-ID, CSeq), else None (drop it). Responses and ACKs
+    are never answered (RFC 3261 §17.2.1, RFC 4475 §3.1.2: invalid requests get 400)."""
+    text = data[:MAX_HEADER_BLOCK].decode("utf-8", "replace")
+    lines = text.replace("\r\n", "\n").split("\n")
+    if lines[0].startswith("SIP/") or lines[0].startswith("ACK ") or " " not in lines[0]:
+        return None
+    h = Headers()
+    seen: set[str] = set()
+    for line in lines[1:]:
+        if not line:
+            break
+        name, sep, value = line.partition(":")
+        key = _SALVAGE.get(name.strip().lower())
+        if not sep or key is None or (key != "Via" and key in seen):
+            continue
+        seen.add(key)
+        h.add(key, value.strip())
+    if not {"Via", "From", "To", "Call-ID", "CSeq"} <= seen:
+        return None
+    if status not in REASON_PHRASES:
+        status = 400
+    to = h.get("to") or ""
+    if header_tag(to) is None:
+        h.set("To", f"{to};tag={to_tag}")
+    h.add("Content-Length", "0")
+    return SipMessage(headers=h, status=status, reason=REASON_PHRASES[status])

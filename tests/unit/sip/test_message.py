@@ -684,3 +684,32 @@ def test_message_object_api() -> None:
     m.headers.add("CSeq", "3 OPTIONS")
     out = parse_message(m.serialize())
     assert out.cseq == (3, "OPTIONS") and out.headers.get("content-length") == "0"
+
+
+def test_make_response_adds_to_tag_despite_a_tag_uri_parameter() -> None:
+    # RFC 3261 §8.2.6.2: the response's To carries a tag; a `tag` URI parameter inside <...>
+    # is not one (found by the transaction-layer review)
+    from pcscf_alg.sip.message import make_response, parse_message
+
+    req = parse_message(
+        b"INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1\r\n"
+        b"From: <sip:a@h>;tag=1\r\nTo: <sip:b@h;tag=urlparam>\r\nCall-ID: c\r\n"
+        b"CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert make_response(req, 486, "Busy", to_tag="xyz").headers.get("to") == (
+        "<sip:b@h;tag=urlparam>;tag=xyz"
+    )
+
+
+def test_salvage_response_for_a_request_that_does_not_parse() -> None:
+    from pcscf_alg.sip.message import salvage_response
+
+    bad = (
+        b"INVITE sip:b@h SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK-1\r\nf: <sip:a@h>;tag=1\r\n"
+        b"t: <sip:b@h>\r\ni: c\r\nCSeq: 1 INVITE\r\nMax-Forwards: many\r\n\r\n"
+    )
+    resp = salvage_response(bad, 400, "t9")
+    assert resp is not None and resp.status == 400
+    assert resp.headers.get("to") == "<sip:b@h>;tag=t9" and resp.headers.get("call-id") == "c"
+    assert salvage_response(b"SIP/2.0 200 OK\r\n\r\n", 400, "t") is None  # never answer responses
+    assert salvage_response(bad.replace(b"i: c\r\n", b""), 400, "t") is None  # no Call-ID
