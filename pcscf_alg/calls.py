@@ -59,27 +59,6 @@ def _sdp_body(msg: SipMessage) -> bytes | None:
     return msg.body if ctype == "application/sdp" else None
 
 
-def _strip_3ge2ae(body: bytes) -> bytes:
-    """Remove every a=3ge2ae line (TS 33.328 7.3.1: indications inserted by another party go)."""
-    if b"3ge2ae" not in body:
-        return body
-    lines = body.split(b"\n")
-    return b"\n".join(ln for ln in lines if not ln.lstrip().startswith(b"a=3ge2ae"))
-
-
-def _untouched(body: bytes, direction: Direction, flags: E2aeFlags) -> bool:
-    """True when no procedure of 7.2.1/7.3.1 can apply to this offer, so the engine can be
-    skipped: originating without SRTP, TLS-MSRP or an indication (all BYPASS, nothing to strip);
-    terminating towards a UE without established support and without MSRP (the only stream
-    policy could still terminate) or an indication to strip. Checked on raw bytes: a false
-    "not untouched" only costs the full engine run."""
-    if b"3ge2ae" in body or b"MSRP" in body:
-        return False
-    if direction is Direction.ORIGINATING:
-        return b"SAVP" not in body
-    return not flags.rtp
-
-
 def _set_body(msg: SipMessage, body: bytes) -> None:
     msg.body = body
     msg.invalidate()
@@ -276,7 +255,7 @@ class CallManager:
         assert body is not None
         if pending.state is None:
             d.pending = None
-            _set_body(msg, _strip_3ge2ae(body))
+            _set_body(msg, e2ae.strip_indications(body))
             return True
         try:
             res = self._apply_answer(pending.state, body, d.answer)
@@ -315,7 +294,7 @@ class CallManager:
             not self.anchor_all
             and previous is None
             and not call.reserved
-            and _untouched(body, direction, call.flags)
+            and e2ae.untouched(body, direction, call.flags)
         ):
             # Fast path: the offer goes on as it came; its answer is only sanitised.
             pending_plain = PendingOffer(None, side, carrier, cseq)
@@ -468,7 +447,7 @@ class CallManager:
         if pending is not None and pending.offer_side is not from_side and pending.state is None:
             if pending is d.pending:
                 d.pending = None
-            _set_body(resp, _strip_3ge2ae(body))  # forwarded untouched: only sanitised
+            _set_body(resp, e2ae.strip_indications(body))  # forwarded untouched: only sanitised
             return True
         if pending is not None and pending.offer_side is not from_side:
             assert pending.state is not None

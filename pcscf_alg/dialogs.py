@@ -27,7 +27,7 @@ class Phase(enum.Enum):
 class PendingOffer:
     """An offer we forwarded and whose answer has not come back yet."""
 
-    state: OfferState | None  # None: forwarded untouched (nothing anchored, see calls._untouched)
+    state: OfferState | None  # None: forwarded untouched (nothing anchored, see e2ae.untouched)
     offer_side: Side  # where the offer came from (its direction: access = originating)
     method: (
         str  # carrier: INVITE, UPDATE, PRACK, or the response (e.g. "INVITE-2xx") for late offers

@@ -309,13 +309,17 @@ def _plain_frozen(cls: type, names: tuple[str, ...]) -> bool:
     __dict__ (no __post_init__, no __slots__, exactly these fields in this order): what
     `_endpoint` and `plan_offer` do for `Endpoint` and `StreamRequest`, ~2x cheaper than their
     generated __init__ (one `object.__setattr__` per field). Otherwise they use the constructor."""
-    return (not hasattr(cls, "__post_init__") and not hasattr(cls, "__slots__")
-            and tuple(f.name for f in dataclasses.fields(cls)) == names)
+    return (
+        not hasattr(cls, "__post_init__")
+        and not hasattr(cls, "__slots__")
+        and tuple(f.name for f in dataclasses.fields(cls)) == names
+    )
 
 
 _EP_FAST: Final = _plain_frozen(Endpoint, ("host", "port", "rtcp_port"))
-_SR_FAST: Final = _plain_frozen(StreamRequest, ("index", "kind", "access_rtcp_mux",
-                                                "core_rtcp_mux", "want_local_fingerprint"))
+_SR_FAST: Final = _plain_frozen(
+    StreamRequest, ("index", "kind", "access_rtcp_mux", "core_rtcp_mux", "want_local_fingerprint")
+)
 
 
 def _new_endpoint(host: str, port: int, rtcp_port: int | None) -> Endpoint:
@@ -355,7 +359,6 @@ def _endpoint(sdp: Sdp, m: Media, mux: bool) -> Endpoint | None:
     return ep
 
 
-
 def _fingerprints(sdp: Sdp, m: Media) -> tuple[Fingerprint, ...]:
     """Media-level fingerprints, else the session-level ones (RFC 8122 §5)."""
     values = m.attrs("fingerprint") or sdp.session_attrs("fingerprint")
@@ -378,9 +381,7 @@ def _previous(previous: Previous | None) -> tuple[_Prev | None, ...]:
     if previous is None:
         return ()
     if isinstance(previous, AnswerResult):
-        return tuple(
-            _Prev(s.kind, s.mode, s.rx_key, s.tx_key, ()) for s in previous.plan.streams
-        )
+        return tuple(_Prev(s.kind, s.mode, s.rx_key, s.tx_key, ()) for s in previous.plan.streams)
     return tuple(
         _Prev(
             s.kind,
@@ -405,7 +406,11 @@ def _same_key(a: CryptoAttr, b: SrtpKey | None) -> bool:
 
 
 def _ctx(
-    subscriber: str | None, direction: Direction, i: int, kind: MediaKind, proto: str,
+    subscriber: str | None,
+    direction: Direction,
+    i: int,
+    kind: MediaKind,
+    proto: str,
     flags: E2aeFlags,
 ) -> PolicyContext:
     if kind is _MSRP:
@@ -417,6 +422,33 @@ def _ctx(
 
 def _rule(policy: Policy, subscriber: str | None, key: str, value: str) -> str:
     return f"policy {key}={value} ({policy.describe(subscriber)})"
+
+
+# ---------------------------------------------------------------------------------------------
+# fast path: offers no procedure can touch
+
+
+def strip_indications(body: bytes) -> bytes:
+    """Remove every a=3ge2ae line from a body the engine did not plan (TS 33.328 7.3.1: an
+    indication inserted by another party is removed)."""
+    if b"3ge2ae" not in body:
+        return body
+    lines = body.split(b"\n")
+    return b"\n".join(ln for ln in lines if not ln.lstrip().startswith(b"a=3ge2ae"))
+
+
+def untouched(body: bytes, direction: Direction, flags: E2aeFlags) -> bool:
+    """True when no procedure of 7.2.1/7.3.1 can apply to this offer (with anchor_all off), so
+    the ALG may forward it, and its answer, without planning: originating without SRTP,
+    TLS-MSRP or an indication (every stream BYPASS, nothing to strip); terminating towards a UE
+    without established RTP support and without MSRP (the one stream policy could still
+    terminate) or an indication to strip. Checked on raw bytes: a false "not untouched" only
+    costs the full engine run, never a wrong rewrite."""
+    if b"3ge2ae" in body or b"MSRP" in body:
+        return False
+    if direction is Direction.ORIGINATING:
+        return b"SAVP" not in body
+    return not flags.rtp
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,11 +483,13 @@ def plan_offer(
     requests: list[StreamRequest] = []
     for i, m in enumerate(offer.media):
         if orig:
-            so, dec = _plan_originating(offer, m, i, flags, policy, subscriber, plain_mode, prev,
-                                        rekey, sess_ind)
+            so, dec = _plan_originating(
+                offer, m, i, flags, policy, subscriber, plain_mode, prev, rekey, sess_ind
+            )
         else:
-            so, dec = _plan_terminating(offer, m, i, flags, policy, subscriber, plain_mode,
-                                        sess_ind)
+            so, dec = _plan_terminating(
+                offer, m, i, flags, policy, subscriber, plain_mode, sess_ind
+            )
         streams.append(so)
         decisions.append(dec)
         mode = so.mode
@@ -476,27 +510,56 @@ def plan_offer(
                 d["want_local_fingerprint"] = kind is _MSRP and mode is _E2AE_MODE
                 requests.append(req)
             else:  # pragma: no cover - StreamRequest changed shape
-                requests.append(StreamRequest(
-                    i, kind, mux, mux, kind is _MSRP and mode is _E2AE_MODE))
-    return _tuple_new(OfferPlan, (
-        direction, flags, subscriber, policy, offer, tuple(streams), tuple(decisions),
-        tuple(requests), anchor_all, rekey, prev,
-    ))
+                requests.append(
+                    StreamRequest(i, kind, mux, mux, kind is _MSRP and mode is _E2AE_MODE)
+                )
+    return _tuple_new(
+        OfferPlan,
+        (
+            direction,
+            flags,
+            subscriber,
+            policy,
+            offer,
+            tuple(streams),
+            tuple(decisions),
+            tuple(requests),
+            anchor_all,
+            rekey,
+            prev,
+        ),
+    )
 
 
 def _base_stream(
-    offer: Sdp, m: Media, i: int, kind: MediaKind, mode: StreamMode,
-    proto_out: str | None = None, k11: CryptoAttr | None = None,
+    offer: Sdp,
+    m: Media,
+    i: int,
+    kind: MediaKind,
+    mode: StreamMode,
+    proto_out: str | None = None,
+    k11: CryptoAttr | None = None,
 ) -> StreamOffer:
     mux = kind is _RTP and m.has_attr("rtcp-mux")
     proto = m.proto
     # Positional (index, kind, mode, media, proto, proto_out, offerer, rtcp_mux, k11), and
     # proto_out/k11 given here rather than by a later `_replace` (which costs a whole rebuild).
-    return _tuple_new(StreamOffer, (
-        i, kind, mode, m.media, proto, proto if proto_out is None else proto_out,
-        # RTCP port as if not muxed: whether mux is used is only known from the answer
-        _endpoint(offer, m, False), mux, k11, *_SO_DEFAULTS,
-    ))
+    return _tuple_new(
+        StreamOffer,
+        (
+            i,
+            kind,
+            mode,
+            m.media,
+            proto,
+            proto if proto_out is None else proto_out,
+            # RTCP port as if not muxed: whether mux is used is only known from the answer
+            _endpoint(offer, m, False),
+            mux,
+            k11,
+            *_SO_DEFAULTS,
+        ),
+    )
 
 
 def _passthrough(
@@ -512,28 +575,44 @@ def _passthrough(
 
 def _msrp_info(offer: Sdp, m: Media, so: StreamOffer) -> StreamOffer:
     """What e2ae needs from an MSRP m-line we terminate: a=path, a=setup, a=msrp-cema."""
-    return so._replace(setup=_setup(offer, m), cema=m.has_attr("msrp-cema"),
-                       path=_path(m, so.index))
+    return so._replace(
+        setup=_setup(offer, m), cema=m.has_attr("msrp-cema"), path=_path(m, so.index)
+    )
 
 
 def _plan_originating(
-    offer: Sdp, m: Media, i: int, flags: E2aeFlags, policy: Policy, subscriber: str | None,
-    plain_mode: StreamMode, prev: tuple[_Prev | None, ...], rekey: bool,
+    offer: Sdp,
+    m: Media,
+    i: int,
+    flags: E2aeFlags,
+    policy: Policy,
+    subscriber: str | None,
+    plain_mode: StreamMode,
+    prev: tuple[_Prev | None, ...],
+    rekey: bool,
     sess_ind: E2aeIndicator | None,
 ) -> tuple[StreamOffer, StreamDecision]:
     proto = m.proto.upper()
     kind = _KINDS.get(proto, _OTHER)
     if m.port == 0:
         so = _base_stream(offer, m, i, kind, _REJECTED)
-        return so, StreamDecision(i, kind, _REJECTED, "rejected m-line (port 0) "
-                                  "forwarded as is", "RFC 3264 §6")
+        return so, StreamDecision(
+            i, kind, _REJECTED, "rejected m-line (port 0) forwarded as is", "RFC 3264 §6"
+        )
     ind = _indication(m, sess_ind)
     requested = ind is _REQUESTED
     secure = proto in _RTP_PLAIN or proto == MSRP_TLS
     if not secure:
         note = "; 3ge2ae on a non-secure proto ignored" if ind is not None else ""
-        return _passthrough(offer, m, i, kind, plain_mode, f"{m.proto}: no media security{note}",
-                            f"{C_ORIG} step 2 (applies to RTP/SAVP(F) and TCP/TLS/MSRP only)")
+        return _passthrough(
+            offer,
+            m,
+            i,
+            kind,
+            plain_mode,
+            f"{m.proto}: no media security{note}",
+            f"{C_ORIG} step 2 (applies to RTP/SAVP(F) and TCP/TLS/MSRP only)",
+        )
     established = flags.rtp if kind is _RTP else flags.msrp
     ctx = _ctx(subscriber, _ORIGINATING, i, kind, m.proto, flags)
     rule: str
@@ -549,28 +628,50 @@ def _plan_originating(
             )
         if verdict is UnnegotiatedAction.E2E:
             return _passthrough(
-                offer, m, i, kind, plain_mode,
+                offer,
+                m,
+                i,
+                kind,
+                plain_mode,
                 "e2ae requested without registered support: indication dropped, end to end",
                 f"{C_ORIG} NOTE 2a; {prule}",
             )
         rule = f"{C_ORIG} NOTE 2a, step 3; {prule}"
         action = "e2ae requested without registered support: applied anyway"
     elif kind is _RTP:
-        return _passthrough(offer, m, i, kind, plain_mode,
-                            "SRTP without e2ae indication: end to end, crypto untouched",
-                            f"{C_ORIG} step 2 (7.2.2/7.2.3)")
+        return _passthrough(
+            offer,
+            m,
+            i,
+            kind,
+            plain_mode,
+            "SRTP without e2ae indication: end to end, crypto untouched",
+            f"{C_ORIG} step 2 (7.2.2/7.2.3)",
+        )
     else:
         verdict2 = policy.originating_msrp_tls(ctx)
         prule = _rule(policy, subscriber, "originating_msrp_tls", verdict2.value)
         if verdict2 is MsrpTlsAction.PASS:
-            return _passthrough(offer, m, i, kind, plain_mode,
-                                "MSRP over TLS without e2ae indication: end to end",
-                                f"{C_ORIG} step 2 (7.2.3); {prule}")
+            return _passthrough(
+                offer,
+                m,
+                i,
+                kind,
+                plain_mode,
+                "MSRP over TLS without e2ae indication: end to end",
+                f"{C_ORIG} step 2 (7.2.3); {prule}",
+            )
         if not (m.has_attr("fingerprint") or offer.session_attr("fingerprint") is not None):
             # NOTE x: terminate "streams signalled with TCP/TLS/MSRP and a fingerprint".
-            return _passthrough(offer, m, i, kind, plain_mode,
-                                "MSRP over TLS without fingerprint: cannot terminate, end to end",
-                                f"{C_ORIG} NOTE x; {prule}")
+            return _passthrough(
+                offer,
+                m,
+                i,
+                kind,
+                plain_mode,
+                "MSRP over TLS without fingerprint: cannot terminate, end to end",
+                f"{C_ORIG} NOTE x; {prule}",
+            )
         rule = f"{C_ORIG} step 2 NOTE x, step 3; {prule}"
         action = "MSRP TLS terminated without e2ae indication"
 
@@ -578,8 +679,10 @@ def _plan_originating(
         k11, how = _select_k11(m, i, ctx, policy, subscriber, _prev_rtp(prev, i), rekey)
         out = _RTP_PLAIN[proto]
         so = _base_stream(offer, m, i, kind, _E2AE_MODE, out, k11)
-        action += f"; {m.proto}->{out}; K11 = crypto tag {k11.tag} {k11.suite} " \
-                  f"({how}); crypto and 3ge2ae stripped towards the core"
+        action += (
+            f"; {m.proto}->{out}; K11 = crypto tag {k11.tag} {k11.suite} "
+            f"({how}); crypto and 3ge2ae stripped towards the core"
+        )
         return so, _tuple_new(StreamDecision, (i, kind, _E2AE_MODE, action, rule))
     so = _base_stream(offer, m, i, kind, _E2AE_MODE)
     fps = usable(_fingerprints(offer, m))
@@ -599,8 +702,13 @@ def _parse_cryptos(m: Media, i: int) -> list[CryptoAttr]:
 
 
 def _select_k11(
-    m: Media, i: int, ctx: PolicyContext, policy: Policy, subscriber: str | None,
-    prev: _Prev | None, rekey: bool,
+    m: Media,
+    i: int,
+    ctx: PolicyContext,
+    policy: Policy,
+    subscriber: str | None,
+    prev: _Prev | None,
+    rekey: bool,
 ) -> tuple[CryptoAttr, str]:
     """TS 33.328 7.2.1 step 3: "selects one SDES crypto attribute" (K11)."""
     offered = _parse_cryptos(m, i)
@@ -621,37 +729,60 @@ def _select_k11(
 
 
 def _plan_terminating(
-    offer: Sdp, m: Media, i: int, flags: E2aeFlags, policy: Policy, subscriber: str | None,
-    plain_mode: StreamMode, sess_ind: E2aeIndicator | None,
+    offer: Sdp,
+    m: Media,
+    i: int,
+    flags: E2aeFlags,
+    policy: Policy,
+    subscriber: str | None,
+    plain_mode: StreamMode,
+    sess_ind: E2aeIndicator | None,
 ) -> tuple[StreamOffer, StreamDecision]:
     proto = m.proto.upper()
     kind = _KINDS.get(proto, _OTHER)
-    foreign = (" (foreign a=3ge2ae stripped)"
-               if _indication(m, sess_ind) is not None else "")
+    foreign = " (foreign a=3ge2ae stripped)" if _indication(m, sess_ind) is not None else ""
     if m.port == 0:
         so = _base_stream(offer, m, i, kind, _REJECTED)
-        return so, StreamDecision(i, kind, _REJECTED,
-                                  "rejected m-line (port 0) forwarded as is" + foreign,
-                                  "RFC 3264 §6")
+        return so, StreamDecision(
+            i, kind, _REJECTED, "rejected m-line (port 0) forwarded as is" + foreign, "RFC 3264 §6"
+        )
     ctx = _ctx(subscriber, _TERMINATING, i, kind, m.proto, flags)
     if kind is _RTP:
         if proto in _RTP_PLAIN:
-            return _passthrough(offer, m, i, kind, plain_mode,
-                                "SRTP from the core: end to end, crypto untouched" + foreign,
-                                f"{C_TERM} step 3, NOTE 2 (7.3.2/7.3.3)")
+            return _passthrough(
+                offer,
+                m,
+                i,
+                kind,
+                plain_mode,
+                "SRTP from the core: end to end, crypto untouched" + foreign,
+                f"{C_TERM} step 3, NOTE 2 (7.3.2/7.3.3)",
+            )
         if not flags.rtp:
-            return _passthrough(offer, m, i, kind, plain_mode,
-                                "e2ae support for RTP not established: no media plane security"
-                                + foreign, f"{C_TERM} step 3")
+            return _passthrough(
+                offer,
+                m,
+                i,
+                kind,
+                plain_mode,
+                "e2ae support for RTP not established: no media plane security" + foreign,
+                f"{C_TERM} step 3",
+            )
         so = _base_stream(offer, m, i, kind, _E2AE_MODE, _RTP_SECURE[proto])
         stripped = "; core crypto lines dropped" if m.has_attr("crypto") else ""
         return so, StreamDecision(
-            i, kind, _E2AE_MODE,
+            i,
+            kind,
+            _E2AE_MODE,
             f"{m.proto}->{_RTP_SECURE[proto]}, K21 offered, 3ge2ae:applied added"
-            + stripped + foreign, f"{C_TERM} steps 3-4")
+            + stripped
+            + foreign,
+            f"{C_TERM} steps 3-4",
+        )
     if kind is _OTHER:
-        return _passthrough(offer, m, i, kind, plain_mode, f"{m.proto}: not e2ae" + foreign,
-                            f"{C_TERM} step 3")
+        return _passthrough(
+            offer, m, i, kind, plain_mode, f"{m.proto}: not e2ae" + foreign, f"{C_TERM} step 3"
+        )
     core_fps: tuple[Fingerprint, ...] = ()
     core_tls = False
     if proto == MSRP_TCP:
@@ -662,29 +793,51 @@ def _plan_terminating(
             v = policy.terminating_msrp_unregistered(ctx)
             prule = _rule(policy, subscriber, "terminating_msrp_unregistered", v.value)
             if v is UnregisteredMsrpAction.NONE:
-                return _passthrough(offer, m, i, kind, plain_mode,
-                                    "e2ae support for MSRP not established: no media plane "
-                                    "security" + foreign, f"{C_TERM} step 3; {prule}")
+                return _passthrough(
+                    offer,
+                    m,
+                    i,
+                    kind,
+                    plain_mode,
+                    "e2ae support for MSRP not established: no media plane security" + foreign,
+                    f"{C_TERM} step 3; {prule}",
+                )
             rule = f"{C_TERM} step 3 NOTE x, step 4; {prule}"
-            action = ("e2ae without registered support: TCP/MSRP->TCP/TLS/MSRP, gateway "
-                      "fingerprint and 3ge2ae:applied added")
+            action = (
+                "e2ae without registered support: TCP/MSRP->TCP/TLS/MSRP, gateway "
+                "fingerprint and 3ge2ae:applied added"
+            )
     else:
         v2 = policy.terminating_msrp_tls(ctx)
         prule = _rule(policy, subscriber, "terminating_msrp_tls", v2.value)
         if v2 is MsrpTlsAction.PASS:
-            return _passthrough(offer, m, i, kind, plain_mode,
-                                "MSRP over TLS from the core: end to end" + foreign,
-                                f"{C_TERM} step 3 (7.3.3); {prule}")
+            return _passthrough(
+                offer,
+                m,
+                i,
+                kind,
+                plain_mode,
+                "MSRP over TLS from the core: end to end" + foreign,
+                f"{C_TERM} step 3 (7.3.3); {prule}",
+            )
         core_fps = usable(_fingerprints(offer, m))
         if not core_fps:
-            return _passthrough(offer, m, i, kind, plain_mode,
-                                "MSRP over TLS from the core without fingerprint: cannot "
-                                "terminate, end to end" + foreign,
-                                f"{C_TERM} step 3; {prule}")
+            return _passthrough(
+                offer,
+                m,
+                i,
+                kind,
+                plain_mode,
+                "MSRP over TLS from the core without fingerprint: cannot "
+                "terminate, end to end" + foreign,
+                f"{C_TERM} step 3; {prule}",
+            )
         core_tls = True
         rule = f"{C_TERM} step 3 NOTE x, step 4; {prule}"
-        action = ("TLS from the core terminated on both legs: gateway fingerprint towards UE and "
-                  "core, 3ge2ae:applied added")
+        action = (
+            "TLS from the core terminated on both legs: gateway fingerprint towards UE and "
+            "core, 3ge2ae:applied added"
+        )
     so = _base_stream(offer, m, i, kind, _E2AE_MODE)
     so = so._replace(proto_out=MSRP_TLS, core_fingerprints=core_fps, core_tls=core_tls)
     so = _msrp_info(offer, m, so)
@@ -704,8 +857,11 @@ def _strip_3ge2ae(sdp: Sdp) -> None:
 
 
 def _strip_session_3ge2ae(sdp: Sdp) -> None:
-    if (sdp.has_session_attrs() and "3ge2ae" in "".join(sdp.session).lower()
-            and remove_attrs(sdp.session, _E2AE)):
+    if (
+        sdp.has_session_attrs()
+        and "3ge2ae" in "".join(sdp.session).lower()
+        and remove_attrs(sdp.session, _E2AE)
+    ):
         sdp.touch()  # line indices moved
 
 
@@ -714,8 +870,11 @@ def _detach_session_fingerprints(sdp: Sdp, e2ae: set[int]) -> None:
     Push it down to the other live TLS/DTLS streams that relied on it, then drop it."""
     if not sdp.has_session_attrs():
         return
-    values = [line for line in sdp.session if line.startswith("a=") and
-              line[2:].lower().startswith("fingerprint:")]
+    values = [
+        line
+        for line in sdp.session
+        if line.startswith("a=") and line[2:].lower().startswith("fingerprint:")
+    ]
     if not values:
         return
     remove_attrs(sdp.session, _FINGERPRINT)
@@ -749,10 +908,14 @@ def _strip_capneg_crypto(m: Media) -> bool:
     """RFC 5939 `a=acap:<n> crypto:...` carries UE keys too: they must never reach the core."""
     if not m.has_attr("acap"):
         return False
-    return m.remove_where(
-        lambda line: line.startswith("a=acap:")
-        and line.partition(" ")[2].lower().startswith("crypto:")
-    ) > 0
+    return (
+        m.remove_where(
+            lambda line: (
+                line.startswith("a=acap:") and line.partition(" ")[2].lower().startswith("crypto:")
+            )
+        )
+        > 0
+    )
 
 
 def _relocate(sdp: Sdp, targets: Mapping[int, Endpoint]) -> None:
@@ -813,8 +976,7 @@ def _relocate(sdp: Sdp, targets: Mapping[int, Endpoint]) -> None:
         if ri >= 0:
             port = ep.rtcp_port if ep.rtcp_port is not None else ep.port
             has_addr = " " in m.lines[ri].partition(":")[2].strip()
-            m.set_line(ri, f"a=rtcp:{port} IN {addrtype} {host}" if has_addr
-                       else f"a=rtcp:{port}")
+            m.set_line(ri, f"a=rtcp:{port} IN {addrtype} {host}" if has_addr else f"a=rtcp:{port}")
         m.set_port(ep.port)
 
 
@@ -822,8 +984,13 @@ def _new_tx_key(
     k11: CryptoAttr, prev: _Prev | None, rekey: bool, rng: Rng
 ) -> tuple[CryptoAttr, bool]:
     """K12 (7.2.1 step 7): kept from the last exchange when the UE kept its key, else fresh."""
-    if (prev is not None and not rekey and prev.tx is not None and _same_key(k11, prev.rx)
-            and prev.tx.suite == k11.suite):
+    if (
+        prev is not None
+        and not rekey
+        and prev.tx is not None
+        and _same_key(k11, prev.rx)
+        and prev.tx.suite == k11.suite
+    ):
         return CryptoAttr(k11.tag, k11.suite, (KeyParam("inline", prev.tx.key_salt),)), True
     return generate_crypto(k11.tag, k11.suite, rng), False
 
@@ -867,14 +1034,18 @@ def apply_offer(
         else:
             m.remove_attrs("3ge2ae")
         if so.mode not in (_E2AE_MODE, _PASS):
-            if (orig and so.mode is _REJECTED and so.kind is _RTP
-                    and _indication(plan.offer.media[i], _session_indication(plan.offer))
-                    is _REQUESTED
-                    and m.remove_attrs("crypto")):
+            if (
+                orig
+                and so.mode is _REJECTED
+                and so.kind is _RTP
+                and _indication(plan.offer.media[i], _session_indication(plan.offer)) is _REQUESTED
+                and m.remove_attrs("crypto")
+            ):
                 # keys meant for the gateway never go to the core, even on a disabled stream
                 d = decisions[i]
-                decisions[i] = StreamDecision(i, d.kind, d.mode, d.action + "; UE crypto "
-                                              "removed (e2ae was requested)", d.rule)
+                decisions[i] = StreamDecision(
+                    i, d.kind, d.mode, d.action + "; UE crypto removed (e2ae was requested)", d.rule
+                )
             streams.append(so)
             continue
         res = reservations.get(i)
@@ -893,7 +1064,8 @@ def apply_offer(
                 if _strip_capneg_crypto(m):
                     d = decisions[i]
                     decisions[i] = StreamDecision(
-                        i, d.kind, d.mode, d.action + "; a=acap crypto removed", d.rule)
+                        i, d.kind, d.mode, d.action + "; a=acap crypto removed", d.rule
+                    )
                 streams.append(so)
                 continue
             # 7.3.1 step 4: RTP->SRTP, one or more crypto lines (K21) + "offered by network".
@@ -929,10 +1101,21 @@ def apply_offer(
     if e2ae:
         _detach_session_fingerprints(sdp, e2ae)
     _relocate(sdp, targets)
-    state = _tuple_new(OfferState, (
-        plan.direction, plan.flags, plan.subscriber, plan.policy, plan.offer, tuple(streams),
-        tuple(decisions), MappingProxyType(dict(reservations)), plan.rekey, plan.previous,
-    ))
+    state = _tuple_new(
+        OfferState,
+        (
+            plan.direction,
+            plan.flags,
+            plan.subscriber,
+            plan.policy,
+            plan.offer,
+            tuple(streams),
+            tuple(decisions),
+            MappingProxyType(dict(reservations)),
+            plan.rekey,
+            plan.previous,
+        ),
+    )
     return _tuple_new(OfferResult, (sdp.to_bytes(), tuple(decisions), state))
 
 
@@ -1006,9 +1189,7 @@ def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> 
     orig = state.direction is _ORIGINATING
     ans = Sdp.parse(answer_sdp) if not isinstance(answer_sdp, Sdp) else answer_sdp.copy()
     if len(ans.media) != len(state.streams):
-        raise SdpError(
-            f"answer has {len(ans.media)} m-lines, the offer had {len(state.streams)}"
-        )
+        raise SdpError(f"answer has {len(ans.media)} m-lines, the offer had {len(state.streams)}")
     # Gather what we need from the answer before editing it.
     sess_dir: str | None = None
     if ans.has_session_attrs():
@@ -1023,13 +1204,15 @@ def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> 
         live = m.port != 0
         mux = so.rtcp_mux and live and m.has_attr("rtcp-mux")
         msrp = live and so.kind is _MSRP and so.mode is not _BYPASS
-        gathered.append((
-            _endpoint(ans, m, mux) if live else None,
-            mux,
-            _fingerprints(ans, m) if msrp and not orig and so.mode is _E2AE_MODE else (),
-            _setup(ans, m) if msrp else None,
-            (m.direction() or sess_dir) if live else None,
-        ))
+        gathered.append(
+            (
+                _endpoint(ans, m, mux) if live else None,
+                mux,
+                _fingerprints(ans, m) if msrp and not orig and so.mode is _E2AE_MODE else (),
+                _setup(ans, m) if msrp else None,
+                (m.direction() or sess_dir) if live else None,
+            )
+        )
     _strip_3ge2ae(ans)
     targets: dict[int, Endpoint] = {}
     decisions: list[StreamDecision] = []
@@ -1060,8 +1243,11 @@ def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> 
             continue
         if so.mode is _BYPASS:
             decisions.append(state.decisions[i])
-            plans.append(_stream_plan(i, kind, _BYPASS, ue_remote=ue_ep,
-                                      core_remote=core_ep, through=through))
+            plans.append(
+                _stream_plan(
+                    i, kind, _BYPASS, ue_remote=ue_ep, core_remote=core_ep, through=through
+                )
+            )
             continue
         res = state.reservations.get(i)
         if res is None:
@@ -1076,43 +1262,81 @@ def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> 
                     access_setup, core_setup = role, peer_role(role)
                 else:
                     access_setup, core_setup = peer_role(role), role
-            decisions.append(StreamDecision(i, kind, _PASS,
-                                            state.decisions[i].action + "; anchored, relayed "
-                                            "untouched", state.decisions[i].rule))
-            plans.append(_stream_plan(
-                i, kind, _PASS, ue_remote=ue_ep, core_remote=core_ep,
-                access_rtcp_mux=mux, core_rtcp_mux=mux, access_setup=access_setup,
-                core_setup=core_setup, through=through,
-            ))
+            decisions.append(
+                StreamDecision(
+                    i,
+                    kind,
+                    _PASS,
+                    state.decisions[i].action + "; anchored, relayed untouched",
+                    state.decisions[i].rule,
+                )
+            )
+            plans.append(
+                _stream_plan(
+                    i,
+                    kind,
+                    _PASS,
+                    ue_remote=ue_ep,
+                    core_remote=core_ep,
+                    access_rtcp_mux=mux,
+                    core_rtcp_mux=mux,
+                    access_setup=access_setup,
+                    core_setup=core_setup,
+                    through=through,
+                )
+            )
             continue
         e2ae.add(i)
         if m.proto.upper() != so.proto_out.upper():
-            raise SdpError(f"answer m-line {i} proto {m.proto} does not match offered "
-                           f"{so.proto_out}")
+            raise SdpError(
+                f"answer m-line {i} proto {m.proto} does not match offered {so.proto_out}"
+            )
         if kind is _RTP:
             plan, dec = _answer_rtp(state, so, m, orig, rng)
-            plans.append(_stream_plan(
-                i, kind, _E2AE_MODE, ue_remote=ue_ep, core_remote=core_ep,
-                access_rtcp_mux=mux, core_rtcp_mux=mux, rx_key=plan[0], tx_key=plan[1],
-                through=through,
-            ))
+            plans.append(
+                _stream_plan(
+                    i,
+                    kind,
+                    _E2AE_MODE,
+                    ue_remote=ue_ep,
+                    core_remote=core_ep,
+                    access_rtcp_mux=mux,
+                    core_rtcp_mux=mux,
+                    rx_key=plan[0],
+                    tx_key=plan[1],
+                    through=through,
+                )
+            )
             decisions.append(dec)
             continue
         sp, dec = _answer_msrp(state, so, m, ans, orig, res, fps_a, setup_a)
-        plans.append(_stream_plan(
-            i, kind, _E2AE_MODE, ue_remote=ue_ep, core_remote=core_ep,
-            ue_fingerprint=sp.ue_fingerprint, access_setup=sp.access_setup,
-            core_setup=sp.core_setup, msrp_mode=sp.msrp_mode, ue_path=sp.ue_path,
-            agw_access_path=sp.agw_access_path, core_path=sp.core_path,
-            agw_core_path=sp.agw_core_path, core_tls=sp.core_tls,
-            core_fingerprint=sp.core_fingerprint, through=through,
-        ))
+        plans.append(
+            _stream_plan(
+                i,
+                kind,
+                _E2AE_MODE,
+                ue_remote=ue_ep,
+                core_remote=core_ep,
+                ue_fingerprint=sp.ue_fingerprint,
+                access_setup=sp.access_setup,
+                core_setup=sp.core_setup,
+                msrp_mode=sp.msrp_mode,
+                ue_path=sp.ue_path,
+                agw_access_path=sp.agw_access_path,
+                core_path=sp.core_path,
+                agw_core_path=sp.agw_core_path,
+                core_tls=sp.core_tls,
+                core_fingerprint=sp.core_fingerprint,
+                through=through,
+            )
+        )
         decisions.append(dec)
     if e2ae:
         _detach_session_fingerprints(ans, e2ae)
     _relocate(ans, targets)
-    return _tuple_new(AnswerResult, (ans.to_bytes(), tuple(decisions), MediaPlan(tuple(plans)),
-                                     state))
+    return _tuple_new(
+        AnswerResult, (ans.to_bytes(), tuple(decisions), MediaPlan(tuple(plans)), state)
+    )
 
 
 def _answer_rtp(
@@ -1128,10 +1352,13 @@ def _answer_rtp(
         k12, kept = _new_tx_key(k11, _prev_rtp(state.previous, i), state.rekey, rng)
         m.set_proto(so.proto)
         m.insert_attrs([k12.line()])
-        action = (f"{so.proto_out}->{so.proto}; K12 tag {k12.tag} {k12.suite} "
-                  f"{'kept from the last exchange' if kept else 'generated'}")
-        return (k11.to_srtp_key(), k12.to_srtp_key()), _tuple_new(StreamDecision, (
-            i, so.kind, _E2AE_MODE, action, f"{C_ORIG} steps 7-8"))
+        action = (
+            f"{so.proto_out}->{so.proto}; K12 tag {k12.tag} {k12.suite} "
+            f"{'kept from the last exchange' if kept else 'generated'}"
+        )
+        return (k11.to_srtp_key(), k12.to_srtp_key()), _tuple_new(
+            StreamDecision, (i, so.kind, _E2AE_MODE, action, f"{C_ORIG} steps 7-8")
+        )
     # 7.3.1 steps 5-7: the UE answers one of our lines with its K22; SRTP->RTP towards the core.
     answers = _parse_cryptos(m, i)
     if len(answers) != 1:
@@ -1147,10 +1374,13 @@ def _answer_rtp(
         raise SdpError(f"answer a=crypto on m-line {i}: {problem}")
     m.remove_attrs("crypto")
     m.set_proto(so.proto)
-    action = (f"{so.proto_out}->{so.proto}; K22 = UE line tag {k22.tag} {k22.suite}, "
-              f"K21 = our tag {ours.tag}; crypto stripped towards the core")
-    return (k22.to_srtp_key(), ours.to_srtp_key()), _tuple_new(StreamDecision, (
-        i, so.kind, _E2AE_MODE, action, f"{C_TERM} steps 5-7"))
+    action = (
+        f"{so.proto_out}->{so.proto}; K22 = UE line tag {k22.tag} {k22.suite}, "
+        f"K21 = our tag {ours.tag}; crypto stripped towards the core"
+    )
+    return (k22.to_srtp_key(), ours.to_srtp_key()), _tuple_new(
+        StreamDecision, (i, so.kind, _E2AE_MODE, action, f"{C_TERM} steps 5-7")
+    )
 
 
 class _MsrpPlan(NamedTuple):
@@ -1167,8 +1397,14 @@ class _MsrpPlan(NamedTuple):
 
 
 def _answer_msrp(
-    state: OfferState, so: StreamOffer, m: Media, ans: Sdp, orig: bool, res: StreamReservation,
-    ans_fps: tuple[Fingerprint, ...], ans_setup: SetupRole | None,
+    state: OfferState,
+    so: StreamOffer,
+    m: Media,
+    ans: Sdp,
+    orig: bool,
+    res: StreamReservation,
+    ans_fps: tuple[Fingerprint, ...],
+    ans_setup: SetupRole | None,
 ) -> tuple[_MsrpPlan, StreamDecision]:
     i = so.index
     fp = res.local_fingerprint
@@ -1190,16 +1426,27 @@ def _answer_msrp(
         ue_uri, core_uri = so.path[-1], ans_path[-1]
         agw_access = agw_core = None
         if mode is _AWARE:
-            agw_access = str(MsrpUri.build("msrps", res.access.host, res.access.port,
-                                           core_uri.session_id))
-            agw_core = so.sent_path or str(MsrpUri.build("msrp", res.core.host, res.core.port,
-                                                         ue_uri.session_id))
+            agw_access = str(
+                MsrpUri.build("msrps", res.access.host, res.access.port, core_uri.session_id)
+            )
+            agw_core = so.sent_path or str(
+                MsrpUri.build("msrp", res.core.host, res.core.port, ue_uri.session_id)
+            )
             _set_path(m, agw_access)
-        action = (f"TCP/MSRP->TCP/TLS/MSRP; gateway fingerprint, a=setup:"
-                  f"{access_setup.value}; {mode.value} MSRP")
-        return _MsrpPlan(so.ue_fingerprints, access_setup, core_setup, mode, str(ue_uri),
-                         agw_access, str(core_uri), agw_core), StreamDecision(
-            i, so.kind, _E2AE_MODE, action, f"{C_ORIG} steps 7-8")
+        action = (
+            f"TCP/MSRP->TCP/TLS/MSRP; gateway fingerprint, a=setup:"
+            f"{access_setup.value}; {mode.value} MSRP"
+        )
+        return _MsrpPlan(
+            so.ue_fingerprints,
+            access_setup,
+            core_setup,
+            mode,
+            str(ue_uri),
+            agw_access,
+            str(core_uri),
+            agw_core,
+        ), StreamDecision(i, so.kind, _E2AE_MODE, action, f"{C_ORIG} steps 7-8")
     # 7.3.1 steps 5-7: the UE's fingerprint goes to the gateway, TLS->TCP towards the core.
     ue_fps = usable(ans_fps)
     if not ue_fps:
@@ -1221,16 +1468,31 @@ def _answer_msrp(
     ue_uri, core_uri = ans_path[-1], so.path[-1]
     agw_access = agw_core = None
     if mode is _AWARE:
-        agw_access = so.sent_path or str(MsrpUri.build("msrps", res.access.host,
-                                                       res.access.port, core_uri.session_id))
-        agw_core = str(MsrpUri.build("msrps" if so.core_tls else "msrp", res.core.host,
-                                     res.core.port, ue_uri.session_id))
+        agw_access = so.sent_path or str(
+            MsrpUri.build("msrps", res.access.host, res.access.port, core_uri.session_id)
+        )
+        agw_core = str(
+            MsrpUri.build(
+                "msrps" if so.core_tls else "msrp", res.core.host, res.core.port, ue_uri.session_id
+            )
+        )
         _set_path(m, agw_core)
-    action = (f"TCP/TLS/MSRP->{so.proto}; UE fingerprint stored and stripped; gateway "
-              f"{access_setup.value} towards the UE; {mode.value} MSRP")
-    return _MsrpPlan(ue_fps, access_setup, core_setup, mode, str(ue_uri), agw_access,
-                     str(core_uri), agw_core, so.core_tls, so.core_fingerprints), StreamDecision(
-        i, so.kind, _E2AE_MODE, action, f"{C_TERM} steps 5-7")
+    action = (
+        f"TCP/TLS/MSRP->{so.proto}; UE fingerprint stored and stripped; gateway "
+        f"{access_setup.value} towards the UE; {mode.value} MSRP"
+    )
+    return _MsrpPlan(
+        ue_fps,
+        access_setup,
+        core_setup,
+        mode,
+        str(ue_uri),
+        agw_access,
+        str(core_uri),
+        agw_core,
+        so.core_tls,
+        so.core_fingerprints,
+    ), StreamDecision(i, so.kind, _E2AE_MODE, action, f"{C_TERM} steps 5-7")
 
 
 __all__ = [

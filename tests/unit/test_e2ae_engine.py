@@ -407,3 +407,21 @@ def test_no_ue_key_and_no_3ge2ae_ever_reaches_the_core(
     else:  # bypass: untouched apart from 3ge2ae sanitising
         kept = [x for x in lines if not x.lower().startswith("a=3ge2ae")]
         assert res.sdp == ("\r\n".join(kept) + "\r\n").encode()
+
+
+def test_untouched_fast_path_is_conservative() -> None:
+    from pcscf_alg.e2ae import E2aeFlags, strip_indications, untouched
+    from pcscf_alg.mediaplan import Direction
+
+    plain = b"v=0\r\nm=audio 1 RTP/AVP 0\r\na=sendrecv\r\n"
+    orig, term = Direction.ORIGINATING, Direction.TERMINATING
+    assert untouched(plain, orig, E2aeFlags())
+    assert not untouched(plain.replace(b"AVP", b"SAVP"), orig, E2aeFlags())
+    assert not untouched(plain + b"a=3ge2ae:requested\r\n", orig, E2aeFlags())
+    assert not untouched(plain + b"m=message 2 TCP/MSRP *\r\n", orig, E2aeFlags())
+    assert untouched(plain, term, E2aeFlags(ue_msrp=True, net_msrp=True))
+    assert not untouched(plain, term, E2aeFlags(ue_rtp=True, net_rtp=True))
+    assert not untouched(plain + b"m=message 2 TCP/MSRP *\r\n", term, E2aeFlags())
+    body = plain + b"a=3ge2ae:applied\r\n"
+    assert strip_indications(body) == plain
+    assert strip_indications(plain) is plain
