@@ -131,9 +131,12 @@ class App:
         while True:
             await asyncio.sleep(self.cfg.registration.sweep_interval_s)
             try:
-                gone = self.pcscf.sweep_registrations(loop.time())
+                now = loop.time()
+                gone = self.pcscf.sweep_registrations(now)
                 if gone:
                     log.info("registration expiry removed %d binding(s)", len(gone))
+                if self.pcscf.calls is not None:
+                    self.pcscf.calls.sweep(now, self.cfg.dialogs.idle_timeout_s)
                 self.arm_timer()
             except Exception:
                 log.exception("error sweeping registrations")

@@ -166,6 +166,7 @@ class CallManager:
             ue_binding_key=(binding.impu, binding.contact) if binding is not None else None,
             context_id=f"{msg.call_id}/{ctx.in_side.value}",
             caller_cseq=msg.cseq[0],
+            last_activity=self.pcscf.now,
         )
         if binding is not None:
             binding.call_ids.add(call.call_id)
@@ -194,6 +195,7 @@ class CallManager:
         call = None if initial else self._leg(msg, ctx.in_side)
         if call is not None:
             ctx.call_leg = call.caller_side
+            call.last_activity = now
         if call is not None and ctx.in_side is call.caller_side and method != "ACK":
             call.caller_cseq = max(call.caller_cseq, msg.cseq[0])
         if method == "BYE":
@@ -239,6 +241,8 @@ class CallManager:
     def on_ack(self, msg: SipMessage, side: Side, now: float) -> bool:
         """ACK for a 2xx: carries the answer to a late offer made in that 2xx."""
         call = self._leg(msg, side)
+        if call is not None:
+            call.last_activity = now
         body = _sdp_body(msg)
         if call is None or body is None:
             return True
@@ -399,6 +403,7 @@ class CallManager:
         call = self._ctx_call(ctx)
         if call is None:
             return True
+        call.last_activity = now
         status = resp.status
         if method == "BYE":
             return True
@@ -557,6 +562,18 @@ class CallManager:
             log.info("call %s: media timeout on stream %d: ending the call", call.call_id, ev.index)
             self.teardown(call, "media timeout")
         self.kick()
+
+    def sweep(self, now: float, idle_timeout: float) -> int:
+        """Drop the state of un-anchored calls with no signalling for `idle_timeout` seconds
+        (their BYE was lost; nothing else would ever end them). Returns how many."""
+        stale = [
+            c
+            for c in self.calls.values()
+            if not c.reserved and now - c.last_activity > idle_timeout
+        ]
+        for call in stale:
+            self._end(call, f"no signalling for {idle_timeout:.0f} s")
+        return len(stale)
 
     def teardown(self, call: Call, why: str) -> None:
         """End a call from the middle: BYE both ways for a confirmed dialog (DESIGN.md)."""

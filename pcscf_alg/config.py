@@ -62,6 +62,14 @@ class RegistrationConfig:
 
 
 @dataclass(frozen=True)
+class DialogConfig:
+    # A call whose media does not cross the gateway has no media timeout to end it: if its BYE
+    # is lost, its state is dropped after this long without any signalling (RFC 4028 session
+    # timers would refresh well within it). Anchored calls end on the gateway's media timeout.
+    idle_timeout_s: float = 7200.0
+
+
+@dataclass(frozen=True)
 class E2aeConfig:
     rtp: bool = True
     msrp: bool = True
@@ -82,6 +90,7 @@ class Config:
     file: str
     sip: SipConfig
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    dialogs: DialogConfig = field(default_factory=DialogConfig)
     e2ae: E2aeConfig = field(default_factory=E2aeConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     log_level: str = "INFO"
@@ -90,7 +99,7 @@ class Config:
     policy: dict[str, Any] | None = None
 
 
-_TOP_KEYS = {"sip", "registration", "e2ae", "agw", "policy", "admin", "log"}
+_TOP_KEYS = {"sip", "registration", "dialogs", "e2ae", "agw", "policy", "admin", "log"}
 
 
 class _Reader:
@@ -257,6 +266,8 @@ def parse_config(data: Any, file: str) -> Config:
         default_expires=rg.get_int("default_expires", 600000, 1, 2**31 - 1),
         sweep_interval_s=rg.get_float("sweep_interval_s", 5.0, 0.05, 3600.0),
     )
+    dg = top.sub("dialogs", {"idle_timeout_s"})
+    dialogs = DialogConfig(idle_timeout_s=dg.get_float("idle_timeout_s", 7200.0, 1.0, 7 * 86400.0))
     e = top.sub("e2ae", {"rtp", "msrp", "anchor_all"})
     e2ae = E2aeConfig(
         rtp=e.get_bool("rtp", True),
@@ -280,6 +291,7 @@ def parse_config(data: Any, file: str) -> Config:
         file=file,
         sip=sip,
         registration=registration,
+        dialogs=dialogs,
         e2ae=e2ae,
         admin=admin,
         log_level=level,

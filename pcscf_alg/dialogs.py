@@ -69,6 +69,7 @@ class Call:
     confirmed: str | None = None  # callee tag of the confirmed dialog
     active_tag: str | None = None  # the dialog whose media plan the gateway runs now
     reserved: bool = False  # the gateway holds a context for this call
+    last_activity: float = 0.0  # loop time of the last message of this call leg
     ended: bool = False
 
     @property

@@ -3,6 +3,7 @@ event makes the P-CSCF send BYE both ways), and the UE's registration ending mid
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tests.e2e.calls_helpers import audio_offer, in_dialog, invite, register
@@ -77,3 +78,22 @@ def test_registration_expiry_ends_its_calls(daemon: Daemon) -> None:
         st = released(daemon)
         assert (st["agw_ports"], st["dialogs"]) == (0, 0), st
         assert daemon.registrations() == []
+
+
+def test_unanchored_call_whose_bye_is_lost_is_swept(daemon_factory: Any) -> None:
+    d: Daemon = daemon_factory(dialogs={"idle_timeout_s": 1.0})
+    with UdpPeer() as ue, UdpPeer(d.next_hop_port) as core:
+        register(d, ue, core)
+        # a plain call: no gateway, so no media timeout would ever end it
+        invite(ue, d, audio_offer(40960, proto="RTP/AVP", e2ae=None), "lost-bye-1")
+        inv = core.expect("INVITE")
+        core.reply(inv, 200, "OK", d.core_port, to_tag="b1", body=PLAIN)
+        ok = ue.expect(200)
+        in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
+        assert d.stats()["dialogs"] == 1
+        st = d.wait_stats(lambda s: s["dialogs"] == 0, timeout=10)  # ...and no BYE ever comes
+        assert st["dialogs"] == 0
+        # an anchored (e2ae) call is left to the gateway's media timeout, not to this sweep
+        confirmed_call(d, ue, core, "anchored-1")
+        time.sleep(2.0)
+        assert d.stats()["dialogs"] == 1

@@ -67,6 +67,7 @@ def test_shipped_config_files_are_valid(tmp_path: Path) -> None:
         ("e2ae.rtp", "yes", "e2ae.rtp", "true or false"),
         ("registration.default_expires", 0, "registration.default_expires", "between"),
         ("log.level", "LOUD", "log.level", "DEBUG, INFO"),
+        ("dialogs.idle_timeout_s", 0, "dialogs.idle_timeout_s", "between"),
         ("nonsense", {}, "nonsense", "unknown key"),
     ],
 )
