@@ -918,6 +918,20 @@ def _strip_capneg_crypto(m: Media) -> bool:
     )
 
 
+def _relocate_session(sdp: Sdp, session: list[str], sci: int, host: str) -> None:
+    """Move the session-level c= (line `sci`) to `host`, and o= with it when it mirrored c=, in
+    `session`: `sdp.session` itself (then `touch()` it) or a copy of it."""
+    sc = sdp.session_connection()
+    old = sc.host if sc is not None else ""
+    session[sci] = Connection.line_for(host)
+    oi = sdp.origin_index()
+    parts = session[oi][2:].split()
+    if parts[5] == old:
+        parts[4] = addrtype_of(host)
+        parts[5] = host
+        session[oi] = "o=" + " ".join(parts)
+
+
 def _relocate(sdp: Sdp, targets: Mapping[int, Endpoint]) -> None:
     """Move c=/m= of anchored streams to the gateway (TS 33.328 7.2.1 step 3, 7.3.1 step 4).
 
@@ -928,7 +942,6 @@ def _relocate(sdp: Sdp, targets: Mapping[int, Endpoint]) -> None:
     if not targets:
         return
     media = sdp.media
-    session = sdp.session
     sci = sdp.session_connection_index()  # known from the parse
     session_host: str | None = None
     if sci >= 0:
@@ -943,15 +956,7 @@ def _relocate(sdp: Sdp, targets: Mapping[int, Endpoint]) -> None:
         if len(hosts) == 1:
             session_host = hosts.pop()
     if session_host is not None:
-        sc = sdp.session_connection()
-        old = sc.host if sc is not None else ""
-        session[sci] = Connection.line_for(session_host)
-        oi = sdp.origin_index()
-        parts = session[oi][2:].split()
-        if parts[5] == old:
-            parts[4] = addrtype_of(session_host)
-            parts[5] = session_host
-            session[oi] = "o=" + " ".join(parts)
+        _relocate_session(sdp, sdp.session, sci, session_host)
         sdp.touch()
     for i, ep in targets.items():
         m = media[i]
@@ -1013,6 +1018,14 @@ def apply_offer(
 ) -> OfferResult:
     """Rewrite the offer for the answerer's side (core if ORIGINATING, UE if TERMINATING)."""
     orig = plan.direction is _ORIGINATING
+    if orig and not plan.offer.has_session_attrs():
+        for so in plan.streams:  # the one-pass rewrite is for all-e2ae-RTP offers only
+            if so.mode is not _E2AE_MODE or so.kind is not _RTP:
+                break
+        else:
+            fast = _offer_orig_rtp(plan, reservations)
+            if fast is not None:
+                return fast
     sdp = plan.offer.copy()
     # 3ge2ae sanitising (`_strip_3ge2ae`) is done per m-line in the loop below, together with
     # the removal of the crypto lines of an e2ae RTP stream: one splice of the section's text
@@ -1119,6 +1132,77 @@ def apply_offer(
     return _tuple_new(OfferResult, (sdp.to_bytes(), tuple(decisions), state))
 
 
+def _offer_orig_rtp(
+    plan: OfferPlan, reservations: Mapping[int, StreamReservation]
+) -> OfferResult | None:
+    """`apply_offer` in one pass for the common originating offer, or None (nothing done) when
+    it is not that case: every stream e2ae RTP, no session-level attribute, the session c=
+    used by every stream and all of them anchored at one core address, no a=rtcp or a=acap,
+    no media c=.
+
+    The general path would then: remove a=crypto and a=3ge2ae, swap the proto, move the session
+    c= (and o=) to the gateway (`_relocate_session`), set the gateway port; here each section's
+    output text is built directly (`Media.body_without`) and the offer is not copied. Checked
+    equal to the general path (BENCHMARKS.md, "e2ae SDP rewrite", round 3): keep them in step."""
+    offer = plan.offer
+    media = offer.media
+    streams = plan.streams
+    if len(streams) != len(media):
+        return None
+    sci = offer.session_connection_index()
+    if sci < 0:
+        return None
+    host: str | None = None
+    bodies: list[str] = []
+    for pos, (so, m) in enumerate(zip(streams, media, strict=True)):
+        if (
+            so.index != pos
+            or so.mode is not _E2AE_MODE
+            or so.kind is not _RTP
+            or m.port == 0
+            or m.proto == so.proto_out
+            or m.connection_line() is not None
+        ):
+            return None
+        res = reservations.get(pos)
+        if res is None:
+            return None
+        ep = res.core
+        if host is None:
+            host = ep.host
+        elif ep.host != host:
+            return None
+        if m.has_attr("rtcp") or m.has_attr("acap"):
+            return None
+        bodies.append(
+            m.body_without(
+                f"m={m.media} {ep.port} {so.proto_out} {' '.join(m.fmts)}", "crypto", "3ge2ae"
+            )
+        )
+    if host is None:
+        return None
+    session = offer.session.copy()
+    _relocate_session(offer, session, sci, host)
+    decisions = plan.decisions
+    state = _tuple_new(
+        OfferState,
+        (
+            plan.direction,
+            plan.flags,
+            plan.subscriber,
+            plan.policy,
+            offer,
+            streams,
+            decisions,
+            MappingProxyType(dict(reservations)),
+            plan.rekey,
+            plan.previous,
+        ),
+    )
+    text = offer.render(bodies, session)
+    return _tuple_new(OfferResult, (text.encode("utf-8", "surrogateescape"), decisions, state))
+
+
 def _offer_k21(plan: OfferPlan, so: StreamOffer, rng: Rng) -> tuple[CryptoAttr, ...]:
     ctx = _ctx(plan.subscriber, plan.direction, so.index, so.kind, so.proto, plan.flags)
     prev = _prev_rtp(plan.previous, so.index)
@@ -1190,6 +1274,14 @@ def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> 
     ans = Sdp.parse(answer_sdp) if not isinstance(answer_sdp, Sdp) else answer_sdp.copy()
     if len(ans.media) != len(state.streams):
         raise SdpError(f"answer has {len(ans.media)} m-lines, the offer had {len(state.streams)}")
+    if orig and not ans.has_session_attrs():
+        for so in state.streams:  # the one-pass rewrite is for all-e2ae-RTP answers only
+            if so.mode is not _E2AE_MODE or so.kind is not _RTP:
+                break
+        else:
+            fast = _answer_orig_rtp(state, ans, rng)
+            if fast is not None:
+                return fast
     # Gather what we need from the answer before editing it.
     sess_dir: str | None = None
     if ans.has_session_attrs():
@@ -1339,6 +1431,124 @@ def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> 
     )
 
 
+def _answer_orig_rtp(state: OfferState, ans: Sdp, rng: Rng) -> AnswerResult | None:
+    """`apply_answer` in one pass for the common originating answer, or None (nothing read from
+    `rng`, nothing edited) when it is not that case: every stream e2ae RTP and live, no
+    session-level attribute, the session c= used by every stream and all of them anchored at
+    one access address, no a=crypto, a=3ge2ae or a=rtcp in the answer, no media c=.
+
+    The general path would then: strip nothing, add K12 (`_orig_k12`) at the insert point,
+    swap the proto, move the session c= (and o=) to the gateway (`_relocate_session`), set the
+    gateway port; here each section's output text is built directly (`Media.body_with`) and the
+    answer's model is left as parsed. Checked equal to the general path (BENCHMARKS.md, "e2ae SDP
+    rewrite", round 3): keep them in step."""
+    sci = ans.session_connection_index()
+    if sci < 0:
+        return None
+    reservations = state.reservations
+    host: str | None = None
+    gathered = []
+    for pos, (so, m) in enumerate(zip(state.streams, ans.media, strict=True)):
+        if (
+            so.index != pos
+            or so.mode is not _E2AE_MODE
+            or so.kind is not _RTP
+            or m.port == 0
+            or m.media != so.media
+            or m.proto == so.proto
+            or m.proto.upper() != so.proto_out.upper()
+            or m.connection_line() is not None
+        ):
+            return None
+        res = reservations.get(pos)
+        if res is None:
+            return None
+        if host is None:
+            host = res.access.host
+        elif res.access.host != host:
+            return None
+        if m.has_attr("3ge2ae") or m.has_attr("crypto") or m.has_attr("rtcp"):
+            return None
+        mux = so.rtcp_mux and m.has_attr("rtcp-mux")
+        # `_endpoint` without its a=rtcp lookup (there is none)
+        port = m.port
+        ans_host = ans.media_host(m)
+        ep = (
+            None
+            if ans_host is None
+            else _new_endpoint(
+                ans_host,
+                port,
+                port + 1 if not mux and _KINDS.get(m.proto.upper()) is _RTP else None,
+            )
+        )
+        gathered.append((res.access.port, ep, mux, m.direction()))
+    if host is None:
+        return None
+    decisions: list[StreamDecision] = []
+    plans: list[StreamPlan] = []
+    bodies: list[str] = []
+    for so, m, (port, ans_ep, mux, direction) in zip(
+        state.streams, ans.media, gathered, strict=True
+    ):
+        i = so.index
+        through = _through(direction, True)
+        ue_ep, core_ep = so.offerer, ans_ep
+        if ue_ep is not None and mux:
+            ue_ep = _new_endpoint(ue_ep.host, ue_ep.port, None)
+        if core_ep is not None and mux:
+            core_ep = _new_endpoint(core_ep.host, core_ep.port, None)
+        k12, keys, dec = _orig_k12(state, so, rng)
+        bodies.append(
+            m.body_with(f"m={m.media} {port} {so.proto} {' '.join(m.fmts)}", [k12.line()])
+        )
+        plans.append(
+            _stream_plan(
+                i,
+                _RTP,
+                _E2AE_MODE,
+                ue_remote=ue_ep,
+                core_remote=core_ep,
+                access_rtcp_mux=mux,
+                core_rtcp_mux=mux,
+                rx_key=keys[0],
+                tx_key=keys[1],
+                through=through,
+            )
+        )
+        decisions.append(dec)
+    session = ans.session.copy()
+    _relocate_session(ans, session, sci, host)
+    return _tuple_new(
+        AnswerResult,
+        (
+            ans.render(bodies, session).encode("utf-8", "surrogateescape"),
+            tuple(decisions),
+            MediaPlan(tuple(plans)),
+            state,
+        ),
+    )
+
+
+def _orig_k12(
+    state: OfferState, so: StreamOffer, rng: Rng
+) -> tuple[CryptoAttr, tuple[SrtpKey, SrtpKey], StreamDecision]:
+    """7.2.1 steps 7-8 for an e2ae RTP stream: K12 (kept or fresh), the keys, the decision."""
+    i = so.index
+    k11 = so.k11
+    assert k11 is not None
+    k12, kept = _new_tx_key(k11, _prev_rtp(state.previous, i), state.rekey, rng)
+    action = (
+        f"{so.proto_out}->{so.proto}; K12 tag {k12.tag} {k12.suite} "
+        f"{'kept from the last exchange' if kept else 'generated'}"
+    )
+    return (
+        k12,
+        (k11.to_srtp_key(), k12.to_srtp_key()),
+        _tuple_new(StreamDecision, (i, so.kind, _E2AE_MODE, action, f"{C_ORIG} steps 7-8")),
+    )
+
+
 def _answer_rtp(
     state: OfferState, so: StreamOffer, m: Media, orig: bool, rng: Rng
 ) -> tuple[tuple[SrtpKey, SrtpKey], StreamDecision]:
@@ -1346,19 +1556,11 @@ def _answer_rtp(
     if orig:
         # 7.2.1 steps 7-8: RTP->SRTP, exactly one crypto line with the tag and suite of K11,
         # carrying the fresh K12, no lifetime.
-        k11 = so.k11
-        assert k11 is not None
         m.remove_attrs("crypto")
-        k12, kept = _new_tx_key(k11, _prev_rtp(state.previous, i), state.rekey, rng)
+        k12, keys, dec = _orig_k12(state, so, rng)
         m.set_proto(so.proto)
         m.insert_attrs([k12.line()])
-        action = (
-            f"{so.proto_out}->{so.proto}; K12 tag {k12.tag} {k12.suite} "
-            f"{'kept from the last exchange' if kept else 'generated'}"
-        )
-        return (k11.to_srtp_key(), k12.to_srtp_key()), _tuple_new(
-            StreamDecision, (i, so.kind, _E2AE_MODE, action, f"{C_ORIG} steps 7-8")
-        )
+        return keys, dec
     # 7.3.1 steps 5-7: the UE answers one of our lines with its K22; SRTP->RTP towards the core.
     answers = _parse_cryptos(m, i)
     if len(answers) != 1:

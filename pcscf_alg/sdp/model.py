@@ -558,6 +558,31 @@ class Media:
         """
         return self._text().count("\n", 0, self._insert_offset()) + 1
 
+    def body_with(self, mline: str, new: list[str]) -> str:
+        """The section as `body("\\n")` would give it after `insert_attrs(new)` with its m= line
+        replaced by `mline`, without editing it (the engine's one-pass answer rewrite)."""
+        q = self._insert_offset()
+        raw = self._text()
+        return mline + raw[:q] + "".join(["\n" + line for line in new]) + raw[q:-1]
+
+    def body_without(self, mline: str, *names: str) -> str:
+        """The section as `body("\\n")` would give it after `remove_attrs(*names)` with its m=
+        line replaced by `mline`, without editing it (distinct names)."""
+        raw = self._text()
+        pos: list[int] = []
+        for name in names:
+            pos += self._positions(name)
+        if not pos:
+            return mline + raw[:-1]
+        pos.sort()
+        parts = [mline]
+        cut = 0
+        for p in pos:
+            parts.append(raw[cut:p])
+            cut = raw.find("\n", p + 1)
+        parts.append(raw[cut:-1])
+        return "".join(parts)
+
     def insert_attrs(self, new: list[str], at: int | None = None) -> None:
         if at is not None:
             self.insert_lines(at, new)
@@ -708,6 +733,18 @@ class Sdp:
     def to_str(self) -> str:
         # Built with "\n" (the sections' own terminator), then one C-level pass to CRLF.
         out = "\n".join([*self.session, *[m.body("\n") for m in self.media]])
+        if self.final_eol:
+            out += "\n"
+        if self.tail:
+            out += "\n" * self.tail
+        eol = self.eol
+        return out if eol == "\n" else out.replace("\n", eol)
+
+    def render(self, bodies: list[str], session: list[str] | None = None) -> str:
+        """`to_str` with section texts built by the caller ("\\n"-joined, as `Media.body("\\n")`)
+        and, if given, other session lines (kept apart from `to_str`, which is on every path,
+        to spare it a call)."""
+        out = "\n".join([*(self.session if session is None else session), *bodies])
         if self.final_eol:
             out += "\n"
         if self.tail:
