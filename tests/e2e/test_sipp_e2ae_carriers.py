@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pcscf_alg.sdp.model import Sdp
 from tests.e2e.daemon import Daemon
 from tests.e2e.sipp_e2ae import (
     UeMedia,
@@ -43,11 +44,25 @@ def ports(p: UeMedia) -> tuple[str, str]:
 
 
 def key_of(sdp_msg: object) -> str:
-    (c,) = cryptos(sdp_of(sdp_msg))  # type: ignore[arg-type]
+    (c,) = cryptos(sdp_of(sdp_msg))
     assert c.suite == SUITE80 and c.key.lifetime is None
-    line = media(sdp_of(sdp_msg), "audio").attr("crypto")  # type: ignore[arg-type]
+    line = media(sdp_of(sdp_msg), "audio").attr("crypto")
     assert line is not None
     return line.split("inline:", 1)[1]
+
+
+def media_both_ways(peers: UeMedia, ue_rx_key: str, ue_side_sdp: Sdp, core_side_sdp: Sdp) -> None:
+    """SRTP from the UE (its key K11) and back (the network's key), through the gateway
+    addresses of the audio stream in the SDP each side received."""
+    exchange_srtp(
+        ue=peers.rtp,
+        ue_tx_key=peers.k1,
+        ue_rx_key=ue_rx_key,
+        suite=SUITE80,
+        agw_access=addr(ue_side_sdp, "audio"),
+        core=peers.core_rtp,
+        agw_core=addr(core_side_sdp, "audio"),
+    )
 
 
 def test_reliable_183_and_prack(daemon: Daemon, tmp_path: Path, peers: UeMedia) -> None:
@@ -65,15 +80,7 @@ def test_reliable_183_and_prack(daemon: Daemon, tmp_path: Path, peers: UeMedia) 
         wait_traced(pair.ue, received(200, "INVITE"), "200 (INVITE) at the UE")
         k12 = key_of(r183)
         assert k12 != peers.k1
-        exchange_srtp(
-            ue=peers.rtp,
-            ue_tx_key=peers.k1,
-            ue_rx_key=k12,
-            suite=SUITE80,
-            agw_access=addr(sdp_of(r183), "audio"),
-            core=peers.core_rtp,
-            agw_core=addr(sdp_of(inv), "audio"),
-        )
+        media_both_ways(peers, k12, sdp_of(r183), sdp_of(inv))
         pair.finish()
     assert_released(daemon)
 
@@ -96,15 +103,7 @@ def test_late_offer_offer_in_200_answer_in_ack(
         assert media(ue_offer, "audio").attrs("3ge2ae") == ["applied"]
         k21 = next(v for v in media(ue_offer, "audio").attrs("crypto") if v.startswith("1 "))
         k21 = k21.split("inline:", 1)[1]
-        exchange_srtp(
-            ue=peers.rtp,
-            ue_tx_key=peers.k1,
-            ue_rx_key=k21,
-            suite=SUITE80,
-            agw_access=addr(ue_offer, "audio"),
-            core=peers.core_rtp,
-            agw_core=addr(sdp_of(ack), "audio"),
-        )
+        media_both_ways(peers, k21, ue_offer, sdp_of(ack))
         pair.finish()
     assert_released(daemon)
 
@@ -124,15 +123,7 @@ def test_reinvite_hold_and_resume_keeps_keys(
         inv = wait_traced(pair.core, received("INVITE"), "INVITE at the core")
         ok = wait_traced(pair.ue, received(200, "INVITE"), "200 at the UE")
         k12 = key_of(ok)
-        exchange_srtp(
-            ue=peers.rtp,
-            ue_tx_key=peers.k1,
-            ue_rx_key=k12,
-            suite=SUITE80,
-            agw_access=addr(sdp_of(ok), "audio"),
-            core=peers.core_rtp,
-            agw_core=addr(sdp_of(inv), "audio"),
-        )
+        media_both_ways(peers, k12, sdp_of(ok), sdp_of(inv))
         # hold then resume: wait for the third 200 (CSeq 4), then media flows again, on the same
         # gateway addresses and keys (the SRTP contexts survive the re-offers)
         wait_traced(
@@ -143,15 +134,7 @@ def test_reinvite_hold_and_resume_keeps_keys(
         oks = all_received(pair.ue, received(200, "INVITE"))
         assert [key_of(m) for m in oks] == [k12] * 3
         assert {addr(sdp_of(m), "audio") for m in oks} == {addr(sdp_of(ok), "audio")}
-        exchange_srtp(
-            ue=peers.rtp,
-            ue_tx_key=peers.k1,
-            ue_rx_key=k12,
-            suite=SUITE80,
-            agw_access=addr(sdp_of(ok), "audio"),
-            core=peers.core_rtp,
-            agw_core=addr(sdp_of(inv), "audio"),
-        )
+        media_both_ways(peers, k12, sdp_of(ok), sdp_of(inv))
         pair.finish()
     assert_released(daemon)
 
@@ -174,15 +157,7 @@ def test_update_from_the_core_in_the_confirmed_dialog(
         k12 = key_of(ok)
         assert media(sdp_of(upd), "audio").attrs("3ge2ae") == ["applied"]
         assert addr(sdp_of(upd), "audio") == addr(sdp_of(ok), "audio")
-        exchange_srtp(
-            ue=peers.rtp,
-            ue_tx_key=peers.k1,
-            ue_rx_key=k12,
-            suite=SUITE80,
-            agw_access=addr(sdp_of(upd), "audio"),
-            core=peers.core_rtp,
-            agw_core=addr(sdp_of(uok), "audio"),
-        )
+        media_both_ways(peers, k12, sdp_of(upd), sdp_of(uok))
         pair.finish()
     assert_released(daemon)
 
@@ -219,15 +194,7 @@ def test_forking_two_early_dialogs_one_confirmed(
         assert peers.k1 not in keys
         st = daemon.stats()
         assert st["dialogs"] == 1, st
-        exchange_srtp(
-            ue=peers.rtp,
-            ue_tx_key=peers.k1,
-            ue_rx_key=keys[1],
-            suite=SUITE80,
-            agw_access=addr(sdp_of(ok), "audio"),
-            core=peers.core_rtp,
-            agw_core=addr(sdp_of(inv), "audio"),
-        )
+        media_both_ways(peers, keys[1], sdp_of(ok), sdp_of(inv))
         # the losing fork's media address gets nothing once B is confirmed
         fork_a.settimeout(0.3)
         with pytest.raises(TimeoutError):
