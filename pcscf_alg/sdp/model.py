@@ -316,12 +316,19 @@ class Media:
 
     @staticmethod
     def _first(low: str, name: str) -> int:
-        """Offset of the first `a=<name>` line in `low`, or -1: one `find` per form of the line
-        (`a=<name>:value`, `a=<name>`), so a name that prefixes others (rtcp, rtcp-fb,
-        rtcp-mux) is not re-scanned once per longer line."""
-        p = low.find("\na=" + name + ":")
-        q = low.find("\na=" + name + "\n", 0, len(low) if p < 0 else p)
-        return q if q >= 0 else p
+        """Offset of the first `a=<name>` line in `low`, or -1: one scan of the text, checking
+        the character after each "\\na=<name>" hit (':' or end of line), so that an absent name
+        costs one pass and a name that prefixes others (rtcp, rtcp-fb, rtcp-mux) is not
+        re-scanned once per longer line."""
+        pat = "\na=" + name
+        k = len(pat)
+        p = low.find(pat)
+        while p >= 0:
+            c = low[p + k]  # never out of range: the text ends with "\n"
+            if c == ":" or c == "\n":
+                return p
+            p = low.find(pat, p + k)
+        return -1
 
     def indices(self, name: str) -> list[int]:
         """Line indices of every `a=<name>` line (name in lower case)."""
@@ -379,6 +386,7 @@ class Media:
         low = self._low
         if low is None:
             low = self._lower()
+        # Two `in` tests (no method call, no argument parsing) cost less than a `find` loop.
         pat = "\na=" + name
         return pat + ":" in low or pat + "\n" in low
 
