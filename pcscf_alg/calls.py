@@ -39,6 +39,7 @@ from pcscf_alg.errors import GatewayError, SdpError
 from pcscf_alg.mediaplan import Direction, MediaPlan, Side
 from pcscf_alg.policy.base import Policy
 from pcscf_alg.registration import Binding, Flow
+from pcscf_alg.sip.body import BodyError, is_multipart, locate_sdp, replace_sdp
 from pcscf_alg.sip.headers import NameAddr, header_tag
 from pcscf_alg.sip.message import SipMessage
 
@@ -52,15 +53,27 @@ Rng = Callable[[int], bytes]
 
 
 def _sdp_body(msg: SipMessage) -> bytes | None:
-    """The SDP body of a message, or None (no body, or not application/sdp)."""
-    if not msg.body:
+    """The session SDP of a message: the body (application/sdp) or its SDP part (multipart,
+    RFC 5621; see `sip.body`), or None. A multipart body we cannot read counts as none here:
+    requests that can carry an offer were refused for it in `on_request`."""
+    body = msg.body
+    if not body:
         return None
-    ctype = (msg.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
-    return msg.body if ctype == "application/sdp" else None
+    try:
+        loc = locate_sdp(msg.headers.get("content-type"), body)
+    except BodyError:
+        return None
+    if loc is None:
+        return None
+    return body if loc.start == 0 and loc.end == len(body) else body[loc.start : loc.end]
 
 
-def _set_body(msg: SipMessage, body: bytes) -> None:
-    msg.body = body
+def _set_body(msg: SipMessage, sdp: bytes) -> None:
+    """Put the rewritten SDP where `_sdp_body` found it; the rest of a multipart body is kept
+    byte for byte (Content-Length is recomputed when the message is serialised)."""
+    ctype = msg.headers.get("content-type")
+    loc = locate_sdp(ctype, msg.body) if is_multipart(ctype) else None
+    msg.body = sdp if loc is None else replace_sdp(msg.body, loc, sdp)
     msg.invalidate()
 
 
@@ -202,6 +215,18 @@ class CallManager:
             if call is not None:
                 self._end(call, "BYE")
             return True
+        if method in ("INVITE", "UPDATE", "PRACK") and msg.body:
+            ctype = msg.headers.get("content-type")
+            if is_multipart(ctype):
+                try:
+                    locate_sdp(ctype, msg.body)
+                except BodyError as e:
+                    # An offer we cannot see must not pass: it may carry the UE's keys
+                    # (TS 33.328 7.2.1 step 3) or leave the gateway out of the media path.
+                    log.info("%s refused: %s", method, e.reason)
+                    reason = "Bad Request" if e.status == 400 else "Not Acceptable Here"
+                    self.pcscf.answer(ctx, e.status, reason, e.reason)
+                    return False
         body = _sdp_body(msg)
         if method == "INVITE" and initial and body is None:
             # Late offer: remember the call; the offer will come in a response.

@@ -89,9 +89,16 @@ def audio_offer(
 
 
 def invite(
-    ue: UdpPeer, d: Daemon, sdp: str | None, call_id: str, *, to: str = "bob", extra: str = ""
+    ue: UdpPeer,
+    d: Daemon,
+    sdp: str | None,
+    call_id: str,
+    *,
+    to: str = "bob",
+    extra: str = "",
+    content_type: str = "application/sdp",
 ) -> None:
-    body = f"Content-Type: application/sdp\n\n{sdp}" if sdp is not None else ""
+    body = f"Content-Type: {content_type}\n\n{sdp}" if sdp is not None else ""
     hdrs = f"{extra.strip()}\n" if extra.strip() else ""
     ue.send(
         f"""INVITE sip:{to}@ims.test SIP/2.0

@@ -99,6 +99,7 @@ class UdpPeer:
         extra: str = "",
         body: str = "",
         contact: str | None = None,
+        content_type: str = "application/sdp",
     ) -> None:
         """Answer `req` (copying Via, Record-Route, From, To(+tag), Call-ID, CSeq)."""
         h = req.headers
@@ -116,7 +117,7 @@ class UdpPeer:
         if extra:
             lines += [x for x in extra.strip("\n").split("\n")]
         if body:
-            lines.append("Content-Type: application/sdp")
+            lines.append(f"Content-Type: {content_type}")
             lines.append("")
             lines += body.strip("\n").split("\n")
         self.send("\n".join(lines), port)

@@ -41,10 +41,16 @@ def plain(port: int, v: int = 1, direction: str = "sendrecv") -> str:
 
 
 def core_invite(
-    core: UdpPeer, d: Daemon, ue: UdpPeer, sdp: str | None, call_id: str, extra: str = ""
+    core: UdpPeer,
+    d: Daemon,
+    ue: UdpPeer,
+    sdp: str | None,
+    call_id: str,
+    extra: str = "",
+    content_type: str = "application/sdp",
 ) -> None:
     """The S-CSCF sends a terminating INVITE to the UE's registered contact via the core side."""
-    body = f"Content-Type: application/sdp\n\n{sdp}" if sdp is not None else ""
+    body = f"Content-Type: {content_type}\n\n{sdp}" if sdp is not None else ""
     hdrs = f"{extra.strip()}\n" if extra.strip() else ""
     core.send(
         f"""INVITE sip:alice@127.0.0.1:{ue.port} SIP/2.0
