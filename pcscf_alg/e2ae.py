@@ -78,7 +78,7 @@ from .policy.base import (
 from .sdp.attrs import APPLIED_LINE, E2aeIndicator, parse_3ge2ae
 from .sdp.crypto import CryptoAttr, KeyParam, generate_crypto, parse_crypto, redact
 from .sdp.fingerprint import format_fingerprint, parse_fingerprint, usable
-from .sdp.model import Connection, Media, Sdp, addrtype_of, remove_attrs
+from .sdp.model import Media, Sdp, remove_attrs
 from .sdp.msrp import MsrpUri, answer_role, parse_path, parse_setup, peer_role
 
 log = logging.getLogger(__name__)
@@ -476,7 +476,7 @@ def plan_offer(
     prev = _previous(previous)
     plain_mode = _PASS if anchor_all else _BYPASS
     # The session-level indication is the same for every m-line: read it once.
-    sess_ind = _session_indication(offer)
+    sess_ind = _session_indication(offer) if offer.has_session_attrs() else None
     orig = direction is _ORIGINATING
     streams: list[StreamOffer] = []
     decisions: list[StreamDecision] = []
@@ -676,7 +676,9 @@ def _plan_originating(
         action = "MSRP TLS terminated without e2ae indication"
 
     if kind is _RTP:
-        k11, how = _select_k11(m, i, ctx, policy, subscriber, _prev_rtp(prev, i), rekey)
+        k11, how = _select_k11(
+            m, i, ctx, policy, subscriber, _prev_rtp(prev, i) if prev else None, rekey
+        )
         out = _RTP_PLAIN[proto]
         so = _base_stream(offer, m, i, kind, _E2AE_MODE, out, k11)
         action += (
@@ -922,12 +924,13 @@ def _relocate_session(sdp: Sdp, session: list[str], sci: int, host: str) -> None
     """Move the session-level c= (line `sci`) to `host`, and o= with it when it mirrored c=, in
     `session`: `sdp.session` itself (then `touch()` it) or a copy of it."""
     sc = sdp.session_connection()
-    old = sc.host if sc is not None else ""
-    session[sci] = Connection.line_for(host)
+    old = sc.address.partition("/")[0] if sc is not None else ""
+    addrtype = "IP6" if ":" in host else "IP4"  # Connection.line_for/addrtype_of, inlined
+    session[sci] = f"c=IN {addrtype} {host}"
     oi = sdp.origin_index()
     parts = session[oi][2:].split()
     if parts[5] == old:
-        parts[4] = addrtype_of(host)
+        parts[4] = addrtype
         parts[5] = host
         session[oi] = "o=" + " ".join(parts)
 
@@ -1172,7 +1175,7 @@ def _offer_orig_rtp(
             host = ep.host
         elif ep.host != host:
             return None
-        if m.has_attr("rtcp") or m.has_attr("acap"):
+        if m.has_any("rtcp", "acap"):
             return None
         bodies.append(
             m.body_without(
@@ -1467,7 +1470,7 @@ def _answer_orig_rtp(state: OfferState, ans: Sdp, rng: Rng) -> AnswerResult | No
             host = res.access.host
         elif res.access.host != host:
             return None
-        if m.has_attr("3ge2ae") or m.has_attr("crypto") or m.has_attr("rtcp"):
+        if m.has_any("3ge2ae", "crypto", "rtcp"):
             return None
         mux = so.rtcp_mux and m.has_attr("rtcp-mux")
         # `_endpoint` without its a=rtcp lookup (there is none)
@@ -1537,7 +1540,8 @@ def _orig_k12(
     i = so.index
     k11 = so.k11
     assert k11 is not None
-    k12, kept = _new_tx_key(k11, _prev_rtp(state.previous, i), state.rekey, rng)
+    prev = _prev_rtp(state.previous, i) if state.previous else None
+    k12, kept = _new_tx_key(k11, prev, state.rekey, rng)
     action = (
         f"{so.proto_out}->{so.proto}; K12 tag {k12.tag} {k12.suite} "
         f"{'kept from the last exchange' if kept else 'generated'}"

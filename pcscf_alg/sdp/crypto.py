@@ -374,8 +374,9 @@ def generate_crypto(tag: int, suite: str, rng: Callable[[int], bytes]) -> Crypto
     info = SUITES.get(suite)
     if info is None or not info.gateway:
         raise ValueError(f"cannot generate keys for suite {suite}")
-    key_salt = rng(info.key_salt_len)
-    if len(key_salt) != info.key_salt_len:
+    n = info.key_len + info.salt_len  # not the `key_salt_len` property: a call saved per key
+    key_salt = rng(n)
+    if len(key_salt) != n:
         raise ValueError("random source returned the wrong number of bytes")
     return _tuple_new(CryptoAttr, (tag, suite, (_tuple_new(KeyParam, ("inline", key_salt, None,
                                                                      None, None)),), ()))

@@ -366,7 +366,9 @@ class Media:
         p = self._first(low, name)
         if p < 0:
             return None
-        raw = self._text()
+        raw = self._raw
+        if raw is None:
+            raw = self._text()
         k = p + len(name) + 3  # the ':' or the end of the line
         return raw[k + 1 : raw.find("\n", k)] if raw[k] == ":" else ""
 
@@ -374,7 +376,9 @@ class Media:
         pos = self._positions(name)
         if not pos:
             return []
-        raw = self._text()
+        raw = self._raw
+        if raw is None:
+            raw = self._text()
         n = len(name) + 3
         out = []
         for p in pos:
@@ -389,6 +393,18 @@ class Media:
         # Two `in` tests (no method call, no argument parsing) cost less than a `find` loop.
         pat = "\na=" + name
         return pat + ":" in low or pat + "\n" in low
+
+    def has_any(self, *names: str) -> bool:
+        """Whether any of the attributes is present: `has_attr` for several names in one call
+        (the engine's one-pass paths check three or four absent names per section)."""
+        low = self._low
+        if low is None:
+            low = self._lower()
+        for name in names:
+            pat = "\na=" + name
+            if pat + ":" in low or pat + "\n" in low:
+                return True
+        return False
 
     # -- edits -----------------------------------------------------------------------------
 
@@ -507,7 +523,9 @@ class Media:
     def _connection_offset(self) -> int:
         """Text offset of the newline before the media-level c= line, or -1. c= precedes every
         a= line (RFC 8866 §5): a c= after the first a= line is not one."""
-        raw = self._text()
+        raw = self._raw
+        if raw is None:
+            raw = self._text()
         pa = raw.find("\na")  # near the start: bounds the search for c=
         return raw.find("\nc", 0, pa if pa >= 0 else len(raw))
 
@@ -552,7 +570,9 @@ class Media:
         """Text offset of the newline before the last direction attribute, else of the final
         newline (the end of the section). The last line is checked first: it is the direction
         attribute in nearly every SDP."""
-        low = self._lower()
+        low = self._low
+        if low is None:
+            low = self._lower()
         q = low.rfind("\n", 0, len(low) - 1)
         if q >= 0 and low[q:] in _DIR_LINES:
             return q
@@ -570,13 +590,17 @@ class Media:
         """The section as `body("\\n")` would give it after `insert_attrs(new)` with its m= line
         replaced by `mline`, without editing it (the engine's one-pass answer rewrite)."""
         q = self._insert_offset()
-        raw = self._text()
+        raw = self._raw
+        if raw is None:
+            raw = self._text()
         return mline + raw[:q] + "".join(["\n" + line for line in new]) + raw[q:-1]
 
     def body_without(self, mline: str, *names: str) -> str:
         """The section as `body("\\n")` would give it after `remove_attrs(*names)` with its m=
         line replaced by `mline`, without editing it (distinct names)."""
-        raw = self._text()
+        raw = self._raw
+        if raw is None:
+            raw = self._text()
         pos: list[int] = []
         for name in names:
             pos += self._positions(name)
@@ -704,25 +728,37 @@ class Sdp:
                 if oi < 0:
                     oi = n
             elif t == "c":
-                c = Connection.parse(line)
+                parts = line[2:].split()
+                if len(parts) != 3:
+                    raise SdpError("SDP syntax error: c= line needs nettype, addrtype and address")
                 if sconn is None:
-                    sconn = c
+                    sconn = Connection(parts[0], parts[1], parts[2])
                     sci = n
         if oi < 0:
             raise SdpError("SDP syntax error: no o= line")
         media: list[Media] = []
         for chunk in chunks[1:]:
-            # A section is kept as text (see `Media`): its m= line, then the rest.
+            # A section is kept as text (see `Media`): its m= line, then the rest. Its c= line
+            # is looked up here as `connection_line()` would (c= precedes every a= line, RFC
+            # 8866 §5) and cached: a call costs more than the work it wraps, here and in
+            # `Media._parsed` (one section at a time, every SDP).
             e = chunk.find("\n")
             if e < 0:
-                m = Media._parsed("m=" + chunk, "\n")
+                mline, raw = "m=" + chunk, "\n"
             else:
-                m = Media._parsed("m=" + chunk[:e], chunk[e:] + "\n")
-            cline = m.connection_line()
-            if cline is not None:
-                Connection.parse(cline)
-            elif sconn is None and m.port != 0:
-                raise SdpError("SDP syntax error: media without a c= line")
+                mline, raw = "m=" + chunk[:e], chunk[e:] + "\n"
+            m = Media._parsed(mline, raw)
+            pa = raw.find("\na")
+            pc = raw.find("\nc", 0, pa if pa >= 0 else len(raw))
+            if pc >= 0:
+                cline = raw[pc + 1 : raw.find("\n", pc + 1)]
+                if len(cline[2:].split()) != 3:
+                    raise SdpError("SDP syntax error: c= line needs nettype, addrtype and address")
+                m._cline = cline
+            else:
+                m._cline = None
+                if sconn is None and m.port != 0:
+                    raise SdpError("SDP syntax error: media without a c= line")
             media.append(m)
         sdp = cls(session, media, eol, final_eol, tail)
         sdp._sconn = sconn  # the first session c=, already parsed: cache it
@@ -831,14 +867,20 @@ class Sdp:
     def media_host(self, m: Media) -> str | None:
         """The connection address (no TTL/count) in effect for `m`, without building a
         `Connection` for a media-level c= (it is read for every live m-line)."""
-        line = m.connection_line()
+        line = m._cline
+        if line is False:  # not looked up yet (parse() fills it)
+            line = m.connection_line()
         if line is not None:
+            assert line is not True
             parts = line[2:].split()
             if len(parts) != 3:
                 Connection.parse(line)  # raises the syntax error
             return parts[2].partition("/")[0]
-        c = self.session_connection()
-        return None if c is None else c.host
+        c = self._sconn
+        if c is False:
+            c = self.session_connection()
+        assert c is not True
+        return None if c is None else c.address.partition("/")[0]
 
     def media_connection(self, m: Media) -> Connection | None:
         """The connection data in effect for `m`: media level, else session level."""
