@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,8 @@ from pcscf_alg.dialogs import (
 )
 from pcscf_alg.e2ae import AnswerResult, E2aeFlags, OfferPlan, OfferState
 from pcscf_alg.errors import GatewayError, SdpError
-from pcscf_alg.mediaplan import Direction, MediaPlan, Side
+from pcscf_alg.li import KeyRecord, KeySink
+from pcscf_alg.mediaplan import Direction, MediaPlan, Side, StreamMode
 from pcscf_alg.policy.base import Policy
 from pcscf_alg.registration import Binding, Flow
 from pcscf_alg.sip.body import BodyError, is_multipart, locate_sdp, replace_sdp
@@ -101,6 +103,7 @@ class CallManager:
         *,
         rng: Rng = secrets.token_bytes,
         anchor_all: bool = False,
+        li: KeySink | None = None,
     ) -> None:
         self.pcscf = pcscf
         self.gateway = gateway
@@ -108,6 +111,7 @@ class CallManager:
         self.kick = kick
         self.rng = rng
         self.anchor_all = anchor_all
+        self.li = li
         # Keyed by Call-ID *and leg*: when both UEs are behind this P-CSCF the same Call-ID
         # crosses it twice (originating leg access->core, terminating leg core->access). A leg
         # is named by the side its initial INVITE came from.
@@ -414,8 +418,36 @@ class CallManager:
         for dec in res.decisions:
             log.info("call %s/%s: %s", call.call_id, d.callee_tag, dec)
         self.counters.e2ae_streams += sum(1 for s in res.plan.streams if s.mode.value == "e2ae")
+        if self.li is not None:
+            self._export_keys(call, d, res.plan)
         if call.reserved:
             self._configure(call, d, res)
+
+    def _export_keys(self, call: Call, d: Dialog, plan: MediaPlan) -> None:
+        """TS 33.107 Annex G (spec README §3.4): the SDES keys of this dialog's e2ae RTP streams
+        to the LI functions, once per new key pair (re-answers that keep the keys send none)."""
+        assert self.li is not None
+        for s in plan.streams:
+            if s.mode is not StreamMode.E2AE or s.rx_key is None or s.tx_key is None:
+                continue
+            pair = (s.rx_key.key_salt, s.tx_key.key_salt)
+            if d.li_delivered.get(s.index) == pair:
+                continue
+            d.li_delivered[s.index] = pair
+            record = KeyRecord(
+                call.call_id,
+                "originating" if call.caller_side is Side.ACCESS else "terminating",
+                d.callee_tag,
+                call.subscriber,
+                s.index,
+                s.rx_key,
+                s.tx_key,
+                time.time(),
+            )
+            try:
+                self.li.deliver(record)
+            except Exception:  # a sink's failure must not fail the call; never log keys
+                log.exception("call %s: LI key sink failed for stream %d", call.call_id, s.index)
 
     def _configure(self, call: Call, d: Dialog, res: AnswerResult) -> None:
         call.active_tag = d.callee_tag
@@ -703,11 +735,13 @@ async def setup_calls(app: App) -> Any:
     """Start the in-process gateway, load the policy and hook the call layer into the proxy."""
     from pcscf_alg.agw.config import parse_agw_config
     from pcscf_alg.agw.gateway import InProcessGateway
+    from pcscf_alg.li import load_sink
     from pcscf_alg.policy import load_policy
 
     cfg = app.cfg
     agw_cfg = parse_agw_config(cfg.agw, cfg.file)
     policy = load_policy(cfg.policy, cfg.file)
+    li = load_sink(cfg.li, cfg.file)
     gw = InProcessGateway(agw_cfg)
     await gw.start()
 
@@ -715,7 +749,9 @@ async def setup_calls(app: App) -> Any:
         app.pcscf.flush()
         app.arm_timer()
 
-    app.pcscf.calls = CallManager(app.pcscf, gw, policy, kick, anchor_all=cfg.e2ae.anchor_all)
+    app.pcscf.calls = CallManager(
+        app.pcscf, gw, policy, kick, anchor_all=cfg.e2ae.anchor_all, li=li
+    )
     return gw
 
 

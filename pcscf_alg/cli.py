@@ -25,6 +25,12 @@ def _validate_all(cfg: Config) -> None:
         pass
     else:
         load_policy(cfg.policy, cfg.file)
+    from pcscf_alg.li import load_sink
+
+    sink = load_sink(cfg.li, cfg.file)
+    close = getattr(sink, "close", None)
+    if callable(close):
+        close()
 
 
 def _load(path: str | None) -> Config:

@@ -97,9 +97,10 @@ class Config:
     # Raw sections owned by other layers, validated by their own loaders.
     agw: dict[str, Any] | None = None
     policy: dict[str, Any] | None = None
+    li: dict[str, Any] | None = None  # lawful-interception key export (pcscf_alg.li)
 
 
-_TOP_KEYS = {"sip", "registration", "dialogs", "e2ae", "agw", "policy", "admin", "log"}
+_TOP_KEYS = {"sip", "registration", "dialogs", "e2ae", "agw", "policy", "admin", "log", "li"}
 
 
 class _Reader:
@@ -284,7 +285,7 @@ def parse_config(data: Any, file: str) -> Config:
     level = lg.get_str("level", "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(file, "log.level", f"must be DEBUG, INFO, WARNING or ERROR, got {level}")
-    for name in ("agw", "policy"):
+    for name in ("agw", "policy", "li"):
         if name in top.data and top.data[name] is not None and not isinstance(top.data[name], dict):
             raise ConfigError(file, name, "must be a mapping")
     return Config(
@@ -297,6 +298,7 @@ def parse_config(data: Any, file: str) -> Config:
         log_level=level,
         agw=top.data.get("agw"),
         policy=top.data.get("policy"),
+        li=top.data.get("li"),
     )
 
 

@@ -49,6 +49,8 @@ class Dialog:
     # retransmission cache: body as received -> body as forwarded, per (carrier, direction)
     rewritten: dict[tuple[str, bytes], bytes] = field(default_factory=dict)
     callee_cseq: int = 0
+    # LI key export: per stream, the (from UE, to UE) keys last delivered (pcscf_alg.li)
+    li_delivered: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
