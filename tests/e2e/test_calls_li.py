@@ -119,3 +119,41 @@ def test_missing_df_agent_does_not_fail_the_call(daemon_factory: Any, tmp_path: 
         ue.expect(200)
         assert_released(d)
     assert "not delivered" in d.log() and K11 not in d.log()
+
+
+FAILING_SINK = '''
+class FailingSink:
+    """A sink that fails, with the whole record (keys included) in its exception text."""
+
+    def __init__(self, reason):
+        self.reason = reason
+
+    def deliver(self, record):
+        raise ValueError(f"{self.reason}: {record.to_json()}")
+'''
+
+
+def test_a_failing_sink_neither_fails_the_call_nor_logs_the_keys(
+    daemon_factory: Any, tmp_path: Path
+) -> None:
+    # the daemon runs in tmp_path: a module there is importable as `module:Class`
+    (tmp_path / "failing_li_sink.py").write_text(FAILING_SINK)
+    d: Daemon = daemon_factory(
+        li={"class": "failing_li_sink:FailingSink", "options": {"reason": "df down"}}
+    )
+    with UdpPeer() as ue, UdpPeer(d.next_hop_port) as core:
+        register(d, ue, core)
+        invite(ue, d, audio_offer(40000), "li-fail-1")
+        inv = core.expect("INVITE")
+        core.reply(inv, 200, "OK", d.core_port, to_tag="f1", body=plain(40010))
+        ok = ue.expect(200)
+        _, k12 = key_of(crypto_lines(ok.body)[0])
+        in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
+        in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
+        core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")
+        ue.expect(200)
+        assert_released(d)
+    log = d.log()
+    assert "LI key sink failed for stream 0 (ValueError)" in log
+    assert "df down" not in log  # the exception's text (which holds the record) is not logged
+    assert K11 not in log and base64.b64encode(k12).decode().rstrip("=") not in log
