@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import importlib
 import json
 import logging
 import socket
@@ -34,6 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .errors import ConfigError
 from .mediaplan import SrtpKey
+from .plugin import instantiate
 
 log = logging.getLogger(__name__)
 
@@ -141,23 +141,7 @@ def load_sink(section: Mapping[str, Any] | None, file: str) -> KeySink | None:
             raise ConfigError(file, "li.options", "only with li.class")
         return UnixDatagramSink(path)
     spec = section["class"]
-    if not isinstance(spec, str) or spec.count(":") != 1:
-        raise ConfigError(file, "li.class", "must be 'module:Class'")
-    mod_name, _, cls_name = spec.partition(":")
-    try:
-        mod = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise ConfigError(file, "li.class", f"cannot import {mod_name}: {e}") from None
-    cls = getattr(mod, cls_name, None)
-    if cls is None or not callable(cls):
-        raise ConfigError(file, "li.class", f"{mod_name} has no class {cls_name}")
-    options = section.get("options", {})
-    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
-        raise ConfigError(file, "li.options", "must be a mapping")
-    try:
-        sink = cls(**options)
-    except Exception as e:  # any constructor failure is a configuration problem
-        raise ConfigError(file, "li.options", f"{spec}: {e}") from None
+    sink = instantiate(file, "li", spec, section.get("options", {}))
     if not isinstance(sink, KeySink):
         raise ConfigError(file, "li.class", f"{spec} does not implement KeySink (deliver)")
     return sink

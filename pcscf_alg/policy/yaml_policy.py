@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import importlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from ..errors import ConfigError
+from ..plugin import instantiate
 from ..sdp.crypto import GATEWAY_SUITES, SUITES, CryptoAttr
 from .base import (
     CryptoSelection,
@@ -216,23 +216,7 @@ def _load_class(file: str, section: Mapping[str, Any]) -> Policy:
         if key not in ("class", "options"):
             raise ConfigError(file, f"policy.{key}", "not allowed together with policy.class")
     spec = section["class"]
-    if not isinstance(spec, str) or spec.count(":") != 1:
-        raise ConfigError(file, "policy.class", "must be 'module:Class'")
-    mod_name, _, cls_name = spec.partition(":")
-    try:
-        mod = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise ConfigError(file, "policy.class", f"cannot import {mod_name}: {e}") from None
-    cls = getattr(mod, cls_name, None)
-    if cls is None or not callable(cls):
-        raise ConfigError(file, "policy.class", f"{mod_name} has no class {cls_name}")
-    options = section.get("options", {})
-    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
-        raise ConfigError(file, "policy.options", "must be a mapping")
-    try:
-        obj = cls(**options)
-    except Exception as e:  # any constructor failure is a configuration problem
-        raise ConfigError(file, "policy.options", f"{spec}: {e}") from None
+    obj = instantiate(file, "policy", spec, section.get("options", {}))
     if not isinstance(obj, Policy):
         missing = [m for m in ("originating_msrp_tls", "terminating_msrp_unregistered",
                                "terminating_msrp_tls", "e2ae_not_registered", "allowed_suites",

@@ -204,6 +204,29 @@ class MediaPeer:
         return data, addr
 
 
+def srtp_both_ways(
+    ue_media: MediaPeer,
+    core_media: MediaPeer,
+    *,
+    agw_access: int,
+    agw_core: int,
+    from_ue: tuple[str, bytes],
+    to_ue: tuple[str, bytes],
+) -> None:
+    """One packet each way through the gateway: the UE's SRTP under `from_ue` (suite, key)
+    reaches the core as the RTP packet it protected; the core's RTP reaches the UE as SRTP that
+    `to_ue` unprotects."""
+    tx = srtp_session(from_ue[0], from_ue[1], outbound=True)
+    pkt = rtp_packet(11, ssrc=0x0A0B0C0D, payload=b"from-ue!" * 5)
+    ue_media.sock.sendto(tx.protect(pkt), ("127.0.0.1", agw_access))
+    assert core_media.recv()[0] == pkt
+    rx = srtp_session(to_ue[0], to_ue[1], outbound=False)
+    pkt2 = rtp_packet(12, ssrc=0x55667788, payload=b"to-ue!!!" * 5)
+    core_media.sock.sendto(pkt2, ("127.0.0.1", agw_core))
+    got = ue_media.recv()[0]
+    assert got != pkt2 and rx.unprotect(got) == pkt2
+
+
 def srtp_session(suite: str, key_salt: bytes, outbound: bool) -> pylibsrtp.Session:
     pol = pylibsrtp.Policy(
         key=key_salt,

@@ -18,6 +18,7 @@ from tests.e2e.calls_helpers import (
     key_of,
     register,
     rtp_packet,
+    srtp_both_ways,
     srtp_session,
 )
 from tests.e2e.daemon import Daemon
@@ -104,18 +105,15 @@ def test_terminating_rtp_k21_k22_and_media(peers: Any) -> None:
         assert proto == "RTP/AVP" and b"a=crypto" not in ok.body and b"3ge2ae" not in ok.body
         in_dialog(core, ok, "ACK", 1, d.core_port, uac=True)
         ue.expect("ACK")
-        # core RTP -> UE as SRTP protected with K21
-        rx = srtp_session(suite, k21, outbound=False)
-        pkt = rtp_packet(7, payload=b"term" * 10)
-        core_media.sock.sendto(pkt, ("127.0.0.1", agw_core))
-        got, _ = ue_media.recv()
-        assert rx.unprotect(got) == pkt
-        # UE SRTP with K22 -> core as RTP
-        tx = srtp_session("AES_CM_128_HMAC_SHA1_80", b64(K22), outbound=True)
-        pkt2 = rtp_packet(9, ssrc=0xABCDEF01, payload=b"ue-b" * 10)
-        ue_media.sock.sendto(tx.protect(pkt2), ("127.0.0.1", agw_access))
-        got, _ = core_media.recv()
-        assert got == pkt2
+        # UE SRTP with K22 -> core as RTP; core RTP -> UE as SRTP protected with K21
+        srtp_both_ways(
+            ue_media,
+            core_media,
+            agw_access=agw_access,
+            agw_core=agw_core,
+            from_ue=("AES_CM_128_HMAC_SHA1_80", b64(K22)),
+            to_ue=(suite, k21),
+        )
         in_dialog(core, ok, "BYE", 2, d.core_port, uac=True)
         bye = ue.expect("BYE")
         ue.reply(bye, 200, "OK", d.access_port, to_tag="")

@@ -24,8 +24,7 @@ from tests.e2e.calls_helpers import (
     invite,
     key_of,
     register,
-    rtp_packet,
-    srtp_session,
+    srtp_both_ways,
 )
 from tests.e2e.test_calls_carriers import K22, core_invite, plain, ue_answer
 
@@ -101,14 +100,14 @@ def test_originating_emergency_style_sdp_plus_pidf(peers: Any) -> None:
         in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
         core.expect("ACK")
         # media through the gateway: SRTP (K11) -> RTP, RTP -> SRTP (K12)
-        tx = srtp_session("AES_CM_128_HMAC_SHA1_80", b64(K11), outbound=True)
-        pkt = rtp_packet(1, payload=b"sos!" * 10)
-        ue_media.sock.sendto(tx.protect(pkt), ("127.0.0.1", agw_access))
-        assert core_media.recv()[0] == pkt
-        rx = srtp_session(suite, k12, outbound=False)
-        pkt2 = rtp_packet(2, ssrc=0x55667788, payload=b"psap" * 10)
-        core_media.sock.sendto(pkt2, ("127.0.0.1", agw_core))
-        assert rx.unprotect(ue_media.recv()[0]) == pkt2
+        srtp_both_ways(
+            ue_media,
+            core_media,
+            agw_access=agw_access,
+            agw_core=agw_core,
+            from_ue=("AES_CM_128_HMAC_SHA1_80", b64(K11)),
+            to_ue=(suite, k12),
+        )
         in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
         bye = core.expect("BYE")
         core.reply(bye, 200, "OK", d.core_port, to_tag="")
@@ -149,14 +148,14 @@ def test_terminating_offer_and_answer_in_multipart_bodies(peers: Any) -> None:
         assert got["text/plain"] == b"hello"
         in_dialog(core, ok, "ACK", 1, d.core_port, uac=True)
         ue.expect("ACK")
-        rx = srtp_session(suite, k21, outbound=False)
-        pkt = rtp_packet(3, payload=b"conf" * 10)
-        core_media.sock.sendto(pkt, ("127.0.0.1", agw_core))
-        assert rx.unprotect(ue_media.recv()[0]) == pkt
-        tx = srtp_session("AES_CM_128_HMAC_SHA1_80", b64(K22), outbound=True)
-        pkt2 = rtp_packet(4, ssrc=0x01020304, payload=b"ue!!" * 10)
-        ue_media.sock.sendto(tx.protect(pkt2), ("127.0.0.1", agw_access))
-        assert core_media.recv()[0] == pkt2
+        srtp_both_ways(
+            ue_media,
+            core_media,
+            agw_access=agw_access,
+            agw_core=agw_core,
+            from_ue=("AES_CM_128_HMAC_SHA1_80", b64(K22)),
+            to_ue=(suite, k21),
+        )
         in_dialog(core, ok, "BYE", 2, d.core_port, uac=True)
         bye = ue.expect("BYE")
         ue.reply(bye, 200, "OK", d.access_port, to_tag="")
