@@ -173,6 +173,18 @@ _E2AE_KEYS: dict[str, dict[str, str]] = {
     "scscf_e2ae_update.xml": {"rtp_port": "42000", "ue_rtp_port": "41000"},
     "ue_e2ae_fork.xml": {"k1": _K_UE, "rtp_port": "41000", "hold": "1000"},
     "scscf_e2ae_fork.xml": {"rtp_port_a": "42100", "rtp_port": "42000", "ue_rtp_port": "41000"},
+    "ue_e2ae_emergency_multipart.xml": {
+        "sc": _SS_BOTH,
+        "k1": _K_UE,
+        "k2": _K_UE2,
+        "rtp_port": "41000",
+        "hold": "2000",
+    },
+    "scscf_e2ae_emergency_multipart.xml": {
+        "rtp_port": "42000",
+        "ue_rtp_port": "41000",
+        "agw_ip": "127.0.0.1",
+    },
 }
 for _name, _keys in _E2AE_KEYS.items():
     SCENARIO_KEYS[_name] = {"proxy": _keys, "direct": _keys}

@@ -34,7 +34,11 @@ HOST = "127.0.0.1"
 
 # ------------------------------------------------------------------------------------ SIPp traces
 
-_HEAD = re.compile(rb"^(UDP|TCP|TLS) message (sent|received) \[(\d+)\] bytes :\n\n", re.M)
+# SIPp 3.6 heads a sent message "UDP message sent (N bytes):" and a received one
+# "UDP message received [N] bytes :".
+_HEAD = re.compile(
+    rb"^(UDP|TCP|TLS) message (sent|received) (?:\((\d+) bytes\)|\[(\d+)\] bytes ):\n\n", re.M
+)
 
 
 @dataclass
@@ -52,7 +56,7 @@ def traced_messages(path: Path) -> list[Traced]:
         return []
     out: list[Traced] = []
     for m in _HEAD.finditer(data):
-        n = int(m.group(3))
+        n = int(m.group(3) or m.group(4))
         raw = data[m.end() : m.end() + n]
         if len(raw) < n:
             break  # still being written
@@ -80,10 +84,12 @@ def wait_traced(
 
 
 def received(
-    method_or_status: str | int, cseq_method: str | None = None
+    method_or_status: str | int, cseq_method: str | None = None, *, sent: bool = False
 ) -> Callable[[Traced], bool]:
+    """A message the SIPp agent received (or, with `sent=True`, sent)."""
+
     def pred(t: Traced) -> bool:
-        if t.sent:
+        if t.sent is not sent:
             return False
         m = t.msg
         if isinstance(method_or_status, int):
