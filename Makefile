@@ -26,6 +26,9 @@ system-deps:
 	@command -v sipp >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || { \
 	  echo "installing sip-tester and openssl from Debian"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq sip-tester openssl; }
+	@command -v gnutls-cli >/dev/null 2>&1 && command -v gnutls-serv >/dev/null 2>&1 || { \
+	  echo "installing gnutls-bin (gnutls-cli/gnutls-serv: TLS interop peers) from Debian"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq gnutls-bin; }
 
 run: venv
 	$(BIN)/pcscf-alg run --config $(CONFIG)

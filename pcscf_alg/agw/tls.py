@@ -9,8 +9,11 @@ Rules (RFC 8122 §6.2, RFC 6135, TS 33.328 7.2.1 step 7/9):
 - No PKI, no host name: the certificate is self-signed and the fingerprint is the only gate.
 - Both roles present the gateway certificate and require the peer's. As server the gateway
   sends a CertificateRequest (mutual TLS), else there would be nothing to check.
-- A mismatch fails the verify callback, which aborts the handshake with an alert
-  (bad_certificate) before any application data is accepted.
+- A mismatch fails the verify callback, which aborts the handshake with a fatal alert before
+  any application data is accepted. OpenSSL picks the alert from the certificate's own verify
+  error, so a GnuTLS peer receives unknown_ca (48) for the self-signed certificate it rejected
+  (tests/e2e/test_calls_msrp_gnutls.py); with TLS 1.3 and the gateway as client, GnuTLS reports
+  "decryption failed" instead, as with any OpenSSL client (the alert comes before the keys).
 - Session resumption is disabled: a resumed session skips the certificate check, and the one
   context is shared by every stream, each with its own expected fingerprint.
 """
