@@ -752,8 +752,7 @@ class Sdp:
             pc = raw.find("\nc", 0, pa if pa >= 0 else len(raw))
             if pc >= 0:
                 cline = raw[pc + 1 : raw.find("\n", pc + 1)]
-                if len(cline[2:].split()) != 3:
-                    raise SdpError("SDP syntax error: c= line needs nettype, addrtype and address")
+                Connection.parse(cline)  # validates it (a media c= is the rarer case)
                 m._cline = cline
             else:
                 m._cline = None
