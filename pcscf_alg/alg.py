@@ -84,6 +84,20 @@ def new_tag() -> str:
     return secrets.token_hex(6)
 
 
+def _strip_sec_agree(msg: SipMessage) -> None:
+    """What the UE says to its P-CSCF about security agreement stops here (RFC 3329 §2.3.1,
+    spec README §1.2 item 4): Security-Client/-Verify and the sec-agree and mediasec option
+    tags, from REGISTER and from every other request. The 1TR114 ("Telekom") UE sends
+    Security-Verify and Require/Proxy-Require: mediasec on INVITE and OPTIONS too (§1.3); a
+    `Require: mediasec` forwarded to the far end would get the call a 420 there."""
+    h = msg.headers
+    h.remove("Security-Client")
+    h.remove("Security-Verify")
+    for name in ("Require", "Proxy-Require"):
+        if name in h:
+            h.replace_values(name, strip_option_tags(h.get_raw_all(name), SEC_OPTION_TAGS))
+
+
 def _other(side: Side) -> Side:
     return Side.CORE if side is Side.ACCESS else Side.ACCESS
 
@@ -451,6 +465,7 @@ class Pcscf:
             )
             return
         if side is Side.ACCESS:
+            _strip_sec_agree(msg)
             # Originating (TS 24.229 5.2.6.3): the UE must be registered over this flow.
             binding = self._originating_binding(msg, peer)
             if binding is None and self.cfg.registration.require_for_originating:
@@ -481,6 +496,8 @@ class Pcscf:
     def _forward_in_dialog(
         self, txn: tx.ServerTransaction, msg: SipMessage, side: Side, peer: Peer, now: float
     ) -> None:
+        if side is Side.ACCESS:
+            _strip_sec_agree(msg)
         self._pop_our_routes(msg)
         out_side = _other(side)
         dest = self._target(msg, to_ue=side is Side.CORE)
@@ -596,12 +613,7 @@ class Pcscf:
             exp = na.param("expires")
             requested[na.uri] = int(exp) if exp and exp.isdigit() else default_req
         # Towards the core (spec README §1.2 item 4): no sec-agree material, Path added.
-        msg.headers.remove("Security-Client")
-        msg.headers.remove("Security-Verify")
-        for name in ("Require", "Proxy-Require"):
-            if name in msg.headers:
-                rest = strip_option_tags(msg.headers.get_raw_all(name), SEC_OPTION_TAGS)
-                msg.headers.replace_values(name, rest)
+        _strip_sec_agree(msg)
         self._pop_our_routes(msg)
         dest = self._next_hop_peer()
         host, port = self.addr[Side.CORE]

@@ -246,3 +246,33 @@ def test_a_failing_call_layer_answers_500_instead_of_leaking_the_transaction() -
     p.receive(invite(), Side.ACCESS, UE, now=0.0)
     finals = [m.status for s, m, _ in wire.take() if s is Side.ACCESS and m.status >= 200]
     assert finals == [500]
+
+
+def test_telekom_style_invite_loses_its_sec_agree_material_towards_the_core() -> None:
+    # spec README §1.3: a 1TR114 UE puts Security-Verify and Require/Proxy-Require: mediasec on
+    # INVITE as well; none of it may reach the core (§1.2 item 4), other option tags stay
+    p, wire = make()
+    extra = (
+        "Security-Verify: ipsec-3gpp;alg=hmac-sha-1-96;spi-c=1;spi-s=2;port-c=3;port-s=4, "
+        "sdes-srtp;mediasec\r\n"
+        "Security-Client: sdes-srtp;mediasec\r\n"
+        "Require: mediasec, 100rel\r\n"
+        "Proxy-Require: mediasec, sec-agree\r\n"
+        "Supported: timer\r\n"
+    )
+    p.receive(invite(extra), Side.ACCESS, UE, now=0.0)
+    ((fwd,),) = [[m for s, m, _ in wire.take() if s is Side.CORE]]
+    h = fwd.headers
+    assert h.get("security-verify") is None and h.get("security-client") is None
+    assert h.values("require") == ["100rel"]
+    assert "proxy-require" not in h
+    assert h.get("supported") == "timer"
+
+
+def test_sec_agree_material_from_the_core_side_is_left_alone() -> None:
+    # only the UE's first hop consumes it; a request from the core is not ours to clean
+    p, wire = make()
+    msg = invite("Require: mediasec\r\n").replace(b"10.9.9.9:40000", b"127.0.0.1:5080")
+    p.receive(msg, Side.CORE, CORE, now=0.0)
+    fwd = [m for s, m, _ in wire.take() if s is Side.ACCESS and m.method == "INVITE"]
+    assert fwd and fwd[0].headers.values("require") == ["mediasec"]
