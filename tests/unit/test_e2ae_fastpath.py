@@ -1,7 +1,7 @@
-"""The one-pass originating rewrite (`e2ae._offer_orig_rtp` / `_answer_orig_rtp`) must produce
-exactly what the general path produces: every golden case runs twice, once as shipped and once
-with the fast path forced to decline, and everything observable must be equal (SDP bytes,
-decisions, media plan, state, errors, and which key bytes were drawn)."""
+"""The one-pass originating rewrite (`e2ae.offer._offer_orig_rtp`, `e2ae.answer._answer_orig_rtp`)
+must produce exactly what the general path produces: every golden case runs twice, once as
+shipped and once with the fast path forced to decline, and everything observable must be equal
+(SDP bytes, decisions, media plan, state, errors, and which key bytes were drawn)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from pcscf_alg import e2ae
+from pcscf_alg.e2ae import answer as e2ae_answer
+from pcscf_alg.e2ae import offer as e2ae_offer
 from pcscf_alg.errors import SdpError
 from pcscf_alg.policy import load_policy
 from tests.unit.sdp.helpers import counter_rng
@@ -49,15 +51,15 @@ def _run(case: Case) -> tuple[Any, ...]:
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_fast_path_equals_general_path(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
     shipped = _run(case)
-    monkeypatch.setattr(e2ae, "_offer_orig_rtp", lambda *a, **k: None)
-    monkeypatch.setattr(e2ae, "_answer_orig_rtp", lambda *a, **k: None)
+    monkeypatch.setattr(e2ae_offer, "_offer_orig_rtp", lambda *a, **k: None)
+    monkeypatch.setattr(e2ae_answer, "_answer_orig_rtp", lambda *a, **k: None)
     assert _run(case) == shipped
 
 
 def test_fast_path_is_taken_for_a_plain_volte_exchange(monkeypatch: pytest.MonkeyPatch) -> None:
     # guard against the equality test above passing only because the fast path never runs
     taken = []
-    real_offer, real_answer = e2ae._offer_orig_rtp, e2ae._answer_orig_rtp
+    real_offer, real_answer = e2ae_offer._offer_orig_rtp, e2ae_answer._answer_orig_rtp
 
     def spy_offer(*a: Any, **k: Any) -> Any:
         r = real_offer(*a, **k)
@@ -69,8 +71,8 @@ def test_fast_path_is_taken_for_a_plain_volte_exchange(monkeypatch: pytest.Monke
         taken.append(("answer", r is not None))
         return r
 
-    monkeypatch.setattr(e2ae, "_offer_orig_rtp", spy_offer)
-    monkeypatch.setattr(e2ae, "_answer_orig_rtp", spy_answer)
+    monkeypatch.setattr(e2ae_offer, "_offer_orig_rtp", spy_offer)
+    monkeypatch.setattr(e2ae_answer, "_answer_orig_rtp", spy_answer)
     for case in CASES:
         _run(case)
     assert ("offer", True) in taken and ("answer", True) in taken
