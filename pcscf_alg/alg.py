@@ -370,7 +370,10 @@ class Pcscf:
         return hit
 
     def _prepare_forward(self, msg: SipMessage, out_side: Side, out_transport: str) -> str:
-        """Max-Forwards, our Via on the outgoing side. Returns the new branch."""
+        """Max-Forwards, our Via on the outgoing side, and towards the core no sec-agree material
+        (every request going there came from a UE or is our own). Returns the new branch."""
+        if out_side is Side.CORE:
+            _strip_sec_agree(msg)
         mf = msg.headers.get("max-forwards")
         msg.headers.set(
             "Max-Forwards", str(int(mf) - 1 if mf is not None else DEFAULT_MAX_FORWARDS)
@@ -465,7 +468,6 @@ class Pcscf:
             )
             return
         if side is Side.ACCESS:
-            _strip_sec_agree(msg)
             # Originating (TS 24.229 5.2.6.3): the UE must be registered over this flow.
             binding = self._originating_binding(msg, peer)
             if binding is None and self.cfg.registration.require_for_originating:
@@ -496,8 +498,6 @@ class Pcscf:
     def _forward_in_dialog(
         self, txn: tx.ServerTransaction, msg: SipMessage, side: Side, peer: Peer, now: float
     ) -> None:
-        if side is Side.ACCESS:
-            _strip_sec_agree(msg)
         self._pop_our_routes(msg)
         out_side = _other(side)
         dest = self._target(msg, to_ue=side is Side.CORE)
@@ -612,8 +612,8 @@ class Pcscf:
             contacts.append(na.uri)
             exp = na.param("expires")
             requested[na.uri] = int(exp) if exp and exp.isdigit() else default_req
-        # Towards the core (spec README §1.2 item 4): no sec-agree material, Path added.
-        _strip_sec_agree(msg)
+        # Towards the core (spec README §1.2 item 4): Path added; the sec-agree material goes in
+        # `_prepare_forward`, as for every request towards the core.
         self._pop_our_routes(msg)
         dest = self._next_hop_peer()
         host, port = self.addr[Side.CORE]

@@ -54,16 +54,19 @@ log = logging.getLogger(__name__)
 Rng = Callable[[int], bytes]
 
 
-def _sdp_body(msg: SipMessage) -> bytes | None:
+def _sdp_body(msg: SipMessage, *, strict: bool = False) -> bytes | None:
     """The session SDP of a message: the body (application/sdp) or its SDP part (multipart,
-    RFC 5621; see `sip.body`), or None. A multipart body we cannot read counts as none here:
-    requests that can carry an offer were refused for it in `on_request`."""
+    RFC 5621; see `sip.body`), or None. A multipart body we cannot read raises `BodyError`
+    when `strict` (requests that can carry an offer: `on_request` refuses them), else counts
+    as none (responses and ACKs cannot be refused)."""
     body = msg.body
     if not body:
         return None
     try:
         loc = locate_sdp(msg.headers.get("content-type"), body)
     except BodyError:
+        if strict:
+            raise
         return None
     if loc is None:
         return None
@@ -219,19 +222,15 @@ class CallManager:
             if call is not None:
                 self._end(call, "BYE")
             return True
-        if method in ("INVITE", "UPDATE", "PRACK") and msg.body:
-            ctype = msg.headers.get("content-type")
-            if is_multipart(ctype):
-                try:
-                    locate_sdp(ctype, msg.body)
-                except BodyError as e:
-                    # An offer we cannot see must not pass: it may carry the UE's keys
-                    # (TS 33.328 7.2.1 step 3) or leave the gateway out of the media path.
-                    log.info("%s refused: %s", method, e.reason)
-                    reason = "Bad Request" if e.status == 400 else "Not Acceptable Here"
-                    self.pcscf.answer(ctx, e.status, reason, e.reason)
-                    return False
-        body = _sdp_body(msg)
+        try:
+            body = _sdp_body(msg, strict=method in ("INVITE", "UPDATE", "PRACK"))
+        except BodyError as e:
+            # An offer we cannot see must not pass: it may carry the UE's keys (TS 33.328 7.2.1
+            # step 3) or leave the gateway out of the media path.
+            log.info("%s refused: %s", method, e.reason)
+            reason = "Bad Request" if e.status == 400 else "Not Acceptable Here"
+            self.pcscf.answer(ctx, e.status, reason, e.reason)
+            return False
         if method == "INVITE" and initial and body is None:
             # Late offer: remember the call; the offer will come in a response.
             self._new_call(ctx, msg)

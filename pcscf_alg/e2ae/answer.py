@@ -104,6 +104,42 @@ def _stream_plan(index: int, kind: MediaKind, mode: StreamMode, **fields: Any) -
     return sp
 
 
+def _remotes(
+    offerer: Endpoint | None, answerer: Endpoint | None, mux: bool, orig: bool
+) -> tuple[Endpoint | None, Endpoint | None]:
+    """(UE, core) remote addresses of a stream; no separate RTCP port when RTCP is muxed."""
+    ue_ep, core_ep = (offerer, answerer) if orig else (answerer, offerer)
+    if mux:
+        if ue_ep is not None:
+            ue_ep = _new_endpoint(ue_ep.host, ue_ep.port, None)
+        if core_ep is not None:
+            core_ep = _new_endpoint(core_ep.host, core_ep.port, None)
+    return ue_ep, core_ep
+
+
+def _e2ae_rtp_plan(
+    i: int,
+    ue_ep: Endpoint | None,
+    core_ep: Endpoint | None,
+    mux: bool,
+    keys: tuple[SrtpKey, SrtpKey],
+    through: ThroughConnection,
+) -> StreamPlan:
+    """The gateway's plan for an e2ae RTP stream: keys (from UE, to UE), addresses, mux."""
+    return _stream_plan(
+        i,
+        _RTP,
+        _E2AE_MODE,
+        ue_remote=ue_ep,
+        core_remote=core_ep,
+        access_rtcp_mux=mux,
+        core_rtcp_mux=mux,
+        rx_key=keys[0],
+        tx_key=keys[1],
+        through=through,
+    )
+
+
 def _through(answer_dir: str | None, orig: bool) -> ThroughConnection:
     """Which way media may flow at the gateway, from the answerer's direction attribute."""
     if answer_dir in (None, "sendrecv"):
@@ -164,11 +200,7 @@ def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> 
         i = so.index
         kind = so.kind
         through = _through(direction, orig)
-        ue_ep, core_ep = (so.offerer, ans_ep) if orig else (ans_ep, so.offerer)
-        if ue_ep is not None and mux:
-            ue_ep = _new_endpoint(ue_ep.host, ue_ep.port, None)
-        if core_ep is not None and mux:
-            core_ep = _new_endpoint(core_ep.host, core_ep.port, None)
+        ue_ep, core_ep = _remotes(so.offerer, ans_ep, mux, orig)
         if so.mode is _REJECTED or m.port == 0:
             action = "rejected m-line (port 0)"
             rule = "RFC 3264 §6"
@@ -233,20 +265,7 @@ def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> 
             )
         if kind is _RTP:
             plan, dec = _answer_rtp(state, so, m, orig, rng)
-            plans.append(
-                _stream_plan(
-                    i,
-                    kind,
-                    _E2AE_MODE,
-                    ue_remote=ue_ep,
-                    core_remote=core_ep,
-                    access_rtcp_mux=mux,
-                    core_rtcp_mux=mux,
-                    rx_key=plan[0],
-                    tx_key=plan[1],
-                    through=through,
-                )
-            )
+            plans.append(_e2ae_rtp_plan(i, ue_ep, core_ep, mux, plan, through))
             decisions.append(dec)
             continue
         sp, dec = _answer_msrp(state, so, m, ans, orig, res, fps_a, setup_a)
@@ -341,29 +360,12 @@ def _answer_orig_rtp(state: OfferState, ans: Sdp, rng: Rng) -> AnswerResult | No
     ):
         i = so.index
         through = _through(direction, True)
-        ue_ep, core_ep = so.offerer, ans_ep
-        if ue_ep is not None and mux:
-            ue_ep = _new_endpoint(ue_ep.host, ue_ep.port, None)
-        if core_ep is not None and mux:
-            core_ep = _new_endpoint(core_ep.host, core_ep.port, None)
+        ue_ep, core_ep = _remotes(so.offerer, ans_ep, mux, True)
         k12, keys, dec = _orig_k12(state, so, rng)
         bodies.append(
             m.body_with(f"m={m.media} {port} {so.proto} {' '.join(m.fmts)}", [k12.line()])
         )
-        plans.append(
-            _stream_plan(
-                i,
-                _RTP,
-                _E2AE_MODE,
-                ue_remote=ue_ep,
-                core_remote=core_ep,
-                access_rtcp_mux=mux,
-                core_rtcp_mux=mux,
-                rx_key=keys[0],
-                tx_key=keys[1],
-                through=through,
-            )
-        )
+        plans.append(_e2ae_rtp_plan(i, ue_ep, core_ep, mux, keys, through))
         decisions.append(dec)
     session = ans.session.copy()
     _relocate_session(ans, session, sci, host)

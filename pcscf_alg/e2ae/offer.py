@@ -144,21 +144,7 @@ def apply_offer(
     if e2ae:
         _detach_session_fingerprints(sdp, e2ae)
     _relocate(sdp, targets)
-    state = _tuple_new(
-        OfferState,
-        (
-            plan.direction,
-            plan.flags,
-            plan.subscriber,
-            plan.policy,
-            plan.offer,
-            tuple(streams),
-            tuple(decisions),
-            MappingProxyType(dict(reservations)),
-            plan.rekey,
-            plan.previous,
-        ),
-    )
+    state = _offer_state(plan, tuple(streams), tuple(decisions), reservations)
     return _tuple_new(OfferResult, (sdp.to_bytes(), tuple(decisions), state))
 
 
@@ -214,14 +200,26 @@ def _offer_orig_rtp(
     session = offer.session.copy()
     _relocate_session(offer, session, sci, host)
     decisions = plan.decisions
-    state = _tuple_new(
+    state = _offer_state(plan, streams, decisions, reservations)
+    text = offer.render(bodies, session)
+    return _tuple_new(OfferResult, (text.encode("utf-8", "surrogateescape"), decisions, state))
+
+
+def _offer_state(
+    plan: OfferPlan,
+    streams: tuple[StreamOffer, ...],
+    decisions: tuple[StreamDecision, ...],
+    reservations: Mapping[int, StreamReservation],
+) -> OfferState:
+    """What the ALG keeps until the answer: the plan's context with the streams as sent."""
+    return _tuple_new(
         OfferState,
         (
             plan.direction,
             plan.flags,
             plan.subscriber,
             plan.policy,
-            offer,
+            plan.offer,
             streams,
             decisions,
             MappingProxyType(dict(reservations)),
@@ -229,8 +227,6 @@ def _offer_orig_rtp(
             plan.previous,
         ),
     )
-    text = offer.render(bodies, session)
-    return _tuple_new(OfferResult, (text.encode("utf-8", "surrogateescape"), decisions, state))
 
 
 def _offer_k21(plan: OfferPlan, so: StreamOffer, rng: Rng) -> tuple[CryptoAttr, ...]:
