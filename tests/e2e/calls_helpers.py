@@ -242,6 +242,23 @@ def b64(key: str) -> bytes:
     return base64.b64decode(key + "=" * (-len(key) % 4))
 
 
+def ue_hangs_up(d: Daemon, ue: UdpPeer, core: UdpPeer, ok: SipMessage) -> None:
+    """The UE sends BYE in the dialog of `ok` (the 2xx it got, CSeq 2); the core answers 200;
+    the call leaves nothing behind."""
+    in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
+    core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")
+    ue.expect(200)
+    assert_released(d)
+
+
+def core_hangs_up(d: Daemon, ue: UdpPeer, core: UdpPeer, ok: SipMessage) -> None:
+    """The mirror image: the core sends BYE in the dialog of `ok` (the 2xx it got)."""
+    in_dialog(core, ok, "BYE", 2, d.core_port, uac=True)
+    ue.reply(ue.expect("BYE"), 200, "OK", d.access_port, to_tag="")
+    core.expect(200)
+    assert_released(d)
+
+
 def assert_released(d: Daemon) -> None:
     """The call left nothing behind: no gateway ports, no dialogs (release is asynchronous)."""
     st = d.wait_stats(lambda s: s["agw_ports"] == 0 and s["dialogs"] == 0, timeout=10)

@@ -12,6 +12,7 @@ from tests.e2e.calls_helpers import (
     audio_offer,
     audio_port,
     b64,
+    core_hangs_up,
     crypto_lines,
     in_dialog,
     invite,
@@ -20,6 +21,7 @@ from tests.e2e.calls_helpers import (
     rtp_packet,
     srtp_both_ways,
     srtp_session,
+    ue_hangs_up,
 )
 from tests.e2e.daemon import Daemon
 from tests.e2e.sipua import UdpPeer
@@ -114,11 +116,7 @@ def test_terminating_rtp_k21_k22_and_media(peers: Any) -> None:
             from_ue=("AES_CM_128_HMAC_SHA1_80", b64(K22)),
             to_ue=(suite, k21),
         )
-        in_dialog(core, ok, "BYE", 2, d.core_port, uac=True)
-        bye = ue.expect("BYE")
-        ue.reply(bye, 200, "OK", d.access_port, to_tag="")
-        core.expect(200)
-        assert_released(d)
+        core_hangs_up(d, ue, core, ok)
     finally:
         ue_media.close()
         core_media.close()
@@ -293,10 +291,7 @@ def test_late_offer_in_200_answer_in_ack(peers: Any) -> None:
         rx = srtp_session(suite, k21, outbound=False)
         core_media.sock.sendto(pkt, ("127.0.0.1", agw_core))
         assert rx.unprotect(ue_media.recv()[0]) == pkt
-        in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
-        core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")
-        ue.expect(200)
-        assert_released(d)
+        ue_hangs_up(d, ue, core, ok)
     finally:
         ue_media.close()
         core_media.close()
@@ -322,7 +317,4 @@ def test_forking_two_early_dialogs_collapse_to_the_confirmed_one(peers: Any) -> 
     assert "tag=fb" in (ok.headers.get("to") or "")
     assert key_of(crypto_lines(ok.body)[0]) == key_of(crypto_lines(b.body)[0])
     in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
-    in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
-    core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")
-    ue.expect(200)
-    assert_released(d)
+    ue_hangs_up(d, ue, core, ok)

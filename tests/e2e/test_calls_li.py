@@ -13,9 +13,9 @@ from typing import Any
 from tests.e2e.calls_helpers import (
     K11,
     MediaPeer,
-    assert_released,
     audio_offer,
     b64,
+    core_hangs_up,
     crypto_lines,
     in_dialog,
     invite,
@@ -23,6 +23,7 @@ from tests.e2e.calls_helpers import (
     register,
     rtp_packet,
     srtp_session,
+    ue_hangs_up,
 )
 from tests.e2e.daemon import Daemon
 from tests.e2e.sipua import UdpPeer
@@ -74,10 +75,7 @@ def test_keys_of_originating_and_terminating_calls_reach_the_df(
             agw_access = int(ok.body.split(b"m=audio ")[1].split(b" ")[0])
             ue_media.sock.sendto(tx.protect(pkt), ("127.0.0.1", agw_access))
             assert core_media.recv()[0] == pkt
-            in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
-            core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")
-            ue.expect(200)
-            assert_released(d)
+            ue_hangs_up(d, ue, core, ok)
 
             # terminating: K22 from the UE's answer, K21 from our offer
             core_invite(core, d, ue, plain(core_media.port), "li-term-1")
@@ -91,10 +89,7 @@ def test_keys_of_originating_and_terminating_calls_reach_the_df(
             assert (rec["call_id"], rec["leg"], rec["dialog"]) == ("li-term-1", "terminating", "u1")
             assert base64.b64decode(rec["from_ue"]["key_salt"]) == b64(K22)
             assert base64.b64decode(rec["to_ue"]["key_salt"]) == k21
-            in_dialog(core, tok, "BYE", 2, d.core_port, uac=True)
-            ue.reply(ue.expect("BYE"), 200, "OK", d.access_port, to_tag="")
-            core.expect(200)
-            assert_released(d)
+            core_hangs_up(d, ue, core, tok)
         log = d.log()
         for key in (K11, K22, base64.b64encode(k12).decode(), base64.b64encode(k21).decode()):
             assert key.rstrip("=") not in log
@@ -114,10 +109,7 @@ def test_missing_df_agent_does_not_fail_the_call(daemon_factory: Any, tmp_path: 
         ok = ue.expect(200)
         assert crypto_lines(ok.body)
         in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
-        in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
-        core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")
-        ue.expect(200)
-        assert_released(d)
+        ue_hangs_up(d, ue, core, ok)
     assert "not delivered" in d.log() and K11 not in d.log()
 
 
@@ -149,10 +141,7 @@ def test_a_failing_sink_neither_fails_the_call_nor_logs_the_keys(
         ok = ue.expect(200)
         _, k12 = key_of(crypto_lines(ok.body)[0])
         in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
-        in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
-        core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")
-        ue.expect(200)
-        assert_released(d)
+        ue_hangs_up(d, ue, core, ok)
     log = d.log()
     assert "LI key sink failed for stream 0 (ValueError)" in log
     assert "df down" not in log  # the exception's text (which holds the record) is not logged

@@ -12,7 +12,7 @@ import pytest
 
 from pcscf_alg.agw.certs import GatewayCertificate, load_or_create
 from pcscf_alg.sdp.model import Sdp
-from tests.e2e.calls_helpers import assert_released, in_dialog, invite, register
+from tests.e2e.calls_helpers import assert_released, in_dialog, invite, register, ue_hangs_up
 
 
 def msrp_offer(port: int, fp: str, *, cema: bool, e2ae: bool = True) -> str:
@@ -168,10 +168,7 @@ def test_originating_msrp_tls_to_tcp(peers: Any, tmp_path: Path, cema: bool) -> 
                 assert header(back, "To-Path") == ue_path
         finally:
             tls.close()
-        in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
-        core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")
-        ue.expect(200)
-        assert_released(d)
+        ue_hangs_up(d, ue, core, ok)
     finally:
         listener.close()
 

@@ -36,7 +36,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from pcscf_alg.agw.certs import GatewayCertificate, load_or_create
-from tests.e2e.calls_helpers import assert_released, in_dialog, invite, register
+from tests.e2e.calls_helpers import assert_released, in_dialog, invite, register, ue_hangs_up
 from tests.e2e.daemon import Daemon, free_port
 from tests.e2e.test_calls_msrp import core_answer, header, media, msrp_offer, read_msrp, send_msrp
 
@@ -208,13 +208,6 @@ def msrp_200(tid: str, got: bytes) -> bytes:
     ).encode()
 
 
-def hang_up(d: Daemon, ue: Any, core: Any, ok: Any) -> None:
-    in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
-    core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")
-    ue.expect(200)
-    assert_released(d)
-
-
 def torn_down_both_ways(d: Daemon, ue: Any, core: Any, call_id: str) -> None:
     """The gateway reported the TLS failure; the P-CSCF ends the call with BYE both ways."""
     bye_ue = ue.expect("BYE", timeout=10)
@@ -298,7 +291,7 @@ def test_gnutls_cli_ue_msrp_tls_to_tcp(peers: Any, tmp_path: Path, version: str)
             assert "- Handshake was completed" in text, text
             assert f"- Description: ({version}-X.509)" in text, text
             assert "- Successfully sent 1 certificate(s) to server." in text, text
-        hang_up(d, ue, core, ok)
+        ue_hangs_up(d, ue, core, ok)
     finally:
         listener.close()
 
@@ -392,7 +385,7 @@ def test_gateway_connects_to_gnutls_serv_ue(peers: Any, tmp_path: Path, version:
                 assert read_msrp(conn, "gs9") == msg
                 assert BODY.decode() in wait_for_text(err, BODY.decode(), srv)
             assert srv.poll() is None
-        hang_up(d, ue, core, ok)
+        ue_hangs_up(d, ue, core, ok)
     finally:
         listener.close()
 

@@ -19,12 +19,14 @@ from tests.e2e.calls_helpers import (
     assert_released,
     audio_offer,
     b64,
+    core_hangs_up,
     crypto_lines,
     in_dialog,
     invite,
     key_of,
     register,
     srtp_both_ways,
+    ue_hangs_up,
 )
 from tests.e2e.test_calls_carriers import K22, core_invite, plain, ue_answer
 
@@ -108,11 +110,7 @@ def test_originating_emergency_style_sdp_plus_pidf(peers: Any) -> None:
             from_ue=("AES_CM_128_HMAC_SHA1_80", b64(K11)),
             to_ue=(suite, k12),
         )
-        in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
-        bye = core.expect("BYE")
-        core.reply(bye, 200, "OK", d.core_port, to_tag="")
-        ue.expect(200)
-        assert_released(d)
+        ue_hangs_up(d, ue, core, ok)
     finally:
         ue_media.close()
         core_media.close()
@@ -156,11 +154,7 @@ def test_terminating_offer_and_answer_in_multipart_bodies(peers: Any) -> None:
             from_ue=("AES_CM_128_HMAC_SHA1_80", b64(K22)),
             to_ue=(suite, k21),
         )
-        in_dialog(core, ok, "BYE", 2, d.core_port, uac=True)
-        bye = ue.expect("BYE")
-        ue.reply(bye, 200, "OK", d.access_port, to_tag="")
-        core.expect(200)
-        assert_released(d)
+        core_hangs_up(d, ue, core, ok)
     finally:
         ue_media.close()
         core_media.close()

@@ -24,6 +24,7 @@ from tests.e2e.calls_helpers import (
     register,
     rtp_packet,
     srtp_session,
+    ue_hangs_up,
 )
 from tests.e2e.daemon import Daemon
 from tests.e2e.sipua import UdpPeer
@@ -92,11 +93,7 @@ def test_originating_rtp_srtp_to_rtp_and_back(peers: Any) -> None:
         with pytest.raises(TimeoutError):
             core_media.recv(timeout=0.3)
 
-        in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
-        bye = core.expect("BYE")
-        core.reply(bye, 200, "OK", d.core_port, to_tag="")
-        ue.expect(200)
-        assert_released(d)
+        ue_hangs_up(d, ue, core, ok)
     finally:
         ue_media.close()
         core_media.close()
@@ -221,10 +218,7 @@ def test_anchor_all_relays_e2e_srtp_untouched(daemon_factory: Any) -> None:
             assert core_media.recv()[0] == opaque
             core_media.sock.sendto(opaque, ("127.0.0.1", agw_core))
             assert ue_media.recv()[0] == opaque
-            in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
-            core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")
-            ue.expect(200)
-            assert_released(d)
+            ue_hangs_up(d, ue, core, ok)
         finally:
             ue_media.close()
             core_media.close()
@@ -244,7 +238,4 @@ def test_plain_offer_passes_untouched_and_foreign_indication_is_stripped(peers: 
     assert b"3ge2ae" not in ok.body and b"m=audio 40120 RTP/AVP" in ok.body
     assert d.stats()["agw_ports"] == 0
     in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
-    in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
-    core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")
-    ue.expect(200)
-    assert_released(d)
+    ue_hangs_up(d, ue, core, ok)

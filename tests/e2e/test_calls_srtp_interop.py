@@ -12,7 +12,6 @@ import pytest
 
 from tests.e2e.calls_helpers import (
     MediaPeer,
-    assert_released,
     audio_offer,
     audio_port,
     crypto_lines,
@@ -21,6 +20,7 @@ from tests.e2e.calls_helpers import (
     key_of,
     register,
     rtp_packet,
+    ue_hangs_up,
 )
 from tests.e2e.test_calls_carriers import plain
 from tests.srtp_ref import SUITES, RefSrtp
@@ -56,10 +56,7 @@ def test_originating_call_with_an_independent_srtp_ue(peers: Any, suite: str) ->
             core_media.sock.sendto(back, ("127.0.0.1", agw_core))
             assert rx.unprotect(ue_media.recv()[0]) == back
 
-        in_dialog(ue, ok, "BYE", 2, d.access_port, uac=True)
-        core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")
-        ue.expect(200)
-        assert_released(d)
+        ue_hangs_up(d, ue, core, ok)
     finally:
         ue_media.close()
         core_media.close()
