@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.daemon import Daemon, make_daemon
+from tests.e2e.sipp_e2ae import UeMedia
 from tests.e2e.sipua import UdpPeer
 
 pytestmark = pytest.mark.e2e
@@ -59,3 +60,13 @@ def peers(daemon: Daemon) -> Iterator[tuple[Daemon, UdpPeer, UdpPeer]]:
     finally:
         ue.close()
         core.close()
+
+
+@pytest.fixture
+def ue_media() -> Iterator[UeMedia]:
+    """The media peers of the SIPp e2ae tests: UE and core RTP sockets, the UE's keys, MSRP."""
+    m = UeMedia.open()
+    try:
+        yield m
+    finally:
+        m.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +45,6 @@ REQ = "\r\na=3ge2ae:requested"
 CEMA = "\r\na=msrp-cema"
 BOTH = "sdes-srtp;mediasec, msrp-tls;mediasec"
 HOLD_MS = 2500
-
-
-@pytest.fixture
-def peers() -> Iterator[UeMedia]:
-    m = UeMedia.open()
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 def orig_keys(
@@ -151,10 +142,10 @@ def msrp_roundtrip(
 
 @pytest.mark.parametrize("cema", [True, False], ids=["cema", "non-cema"])
 def test_originating_rtp_and_msrp(
-    daemon: Daemon, tmp_path: Path, peers: UeMedia, cema: bool
+    daemon: Daemon, tmp_path: Path, ue_media: UeMedia, cema: bool
 ) -> None:
     cert, fp = ue_certificate(tmp_path)
-    ue_keys, core_keys = orig_keys(peers, fp, xm=REQ + (CEMA if cema else ""))
+    ue_keys, core_keys = orig_keys(ue_media, fp, xm=REQ + (CEMA if cema else ""))
     with sipp_pair(daemon, tmp_path, ue_keys=ue_keys, core_keys=core_keys) as pair:
         inv = wait_traced(pair.core, received("INVITE"), "INVITE at the core")
         ok = wait_traced(pair.ue, received(200, "INVITE"), "200 to the INVITE at the UE")
@@ -165,25 +156,25 @@ def test_originating_rtp_and_msrp(
         assert (k12.tag, k12.suite) == (1, SUITE80)
         assert k12.key.lifetime is None and k12.key.mki_value is None
         k12_b64 = media(ue_sdp, "audio").attr("crypto").split("inline:", 1)[1]  # type: ignore[union-attr]
-        assert k12_b64 not in (peers.k1, peers.k2)
+        assert k12_b64 not in (ue_media.k1, ue_media.k2)
         exchange_srtp(
-            ue=peers.rtp,
-            ue_tx_key=peers.k1,
+            ue=ue_media.rtp,
+            ue_tx_key=ue_media.k1,
             ue_rx_key=k12_b64,
             suite=SUITE80,
             agw_access=addr(ue_sdp, "audio"),
-            core=peers.core_rtp,
+            core=ue_media.core_rtp,
             agw_core=addr(core_sdp, "audio"),
         )
         # MSRP
         core_m = media(core_sdp, "message")
         ue_path = f"msrps://{HOST}:41010/ue{pair.ue.pid};tcp"
-        core_path = f"msrp://{HOST}:{peers.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
+        core_path = f"msrp://{HOST}:{ue_media.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
         assert (core_m.attr("path") == ue_path) is cema
         msrp_roundtrip(
             cert,
             ue_sdp,
-            peers.core_msrp,
+            ue_media.core_msrp,
             cema=cema,
             ue_path=ue_path,
             core_offer_path=(core_path, core_m.attr("path") or ""),
@@ -273,10 +264,10 @@ def k21_of(ue_offer: Any) -> str:
 
 @pytest.mark.parametrize("cema", [True, False], ids=["cema", "non-cema"])
 def test_terminating_rtp_and_msrp(
-    daemon: Daemon, tmp_path: Path, peers: UeMedia, cema: bool
+    daemon: Daemon, tmp_path: Path, ue_media: UeMedia, cema: bool
 ) -> None:
     cert, fp = ue_certificate(tmp_path)
-    ue_keys, core_keys = term_keys(peers, fp, cema=cema)
+    ue_keys, core_keys = term_keys(ue_media, fp, cema=cema)
     with term_pair(daemon, tmp_path, ue_keys, core_keys) as pair:
         inv = wait_traced(pair.ue, received("INVITE"), "INVITE at the UE")
         ok = wait_traced(pair.core, received(200, "INVITE"), "200 to the INVITE at the core")
@@ -288,26 +279,26 @@ def test_terminating_rtp_and_msrp(
         assert offered and offered[0].suite == SUITE80
         assert all(c.key.lifetime is None for c in offered)
         k21 = k21_of(ue_sdp)
-        assert k21 != peers.k1
+        assert k21 != ue_media.k1
         exchange_srtp(
-            ue=peers.rtp,
-            ue_tx_key=peers.k1,
+            ue=ue_media.rtp,
+            ue_tx_key=ue_media.k1,
             ue_rx_key=k21,
             suite=SUITE80,
             agw_access=addr(ue_sdp, "audio"),
-            core=peers.core_rtp,
+            core=ue_media.core_rtp,
             agw_core=addr(core_sdp, "audio"),
         )
         ue_m = media(ue_sdp, "message")
         assert ue_m.attrs("3ge2ae") == ["applied"]
         ue_path = f"msrps://{HOST}:41010/ue{pair.ue.pid};tcp"
-        core_path = f"msrp://{HOST}:{peers.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
+        core_path = f"msrp://{HOST}:{ue_media.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
         core_m = media(core_sdp, "message")
         assert (core_m.attr("path") == ue_path) is cema
         msrp_roundtrip(
             cert,
             ue_sdp,
-            peers.core_msrp,
+            ue_media.core_msrp,
             cema=cema,
             ue_path=ue_path,
             core_offer_path=(core_path, core_m.attr("path") or ""),
@@ -333,16 +324,16 @@ def _tls_must_fail(cert: Any, to: tuple[str, int], agw_fp: str) -> None:
 
 @pytest.mark.parametrize("direction", ["originating", "terminating"])
 def test_wrong_certificate_fails_handshake_and_call_is_torn_down(
-    daemon: Daemon, tmp_path: Path, peers: UeMedia, direction: str
+    daemon: Daemon, tmp_path: Path, ue_media: UeMedia, direction: str
 ) -> None:
     _, fp = ue_certificate(tmp_path, "signalled")
     wrong, wrong_fp = ue_certificate(tmp_path, "presented")
     assert wrong_fp != fp
     if direction == "originating":
-        ue_keys, core_keys = orig_keys(peers, fp, bye_ue="recv")
+        ue_keys, core_keys = orig_keys(ue_media, fp, bye_ue="recv")
         ctx = sipp_pair(daemon, tmp_path, ue_keys=ue_keys, core_keys=core_keys)
     else:
-        ue_keys, core_keys = term_keys(peers, fp, bye_core="recv", bye_ue="recv")
+        ue_keys, core_keys = term_keys(ue_media, fp, bye_core="recv", bye_ue="recv")
         ctx = term_pair(daemon, tmp_path, ue_keys, core_keys)
     with ctx as pair:
         if direction == "originating":
@@ -358,9 +349,9 @@ def test_wrong_certificate_fails_handshake_and_call_is_torn_down(
         wait_traced(pair.core, received("BYE"), "BYE from the P-CSCF at the core")
         pair.finish()
         # and the core peer never got a connection for a stream whose UE failed authentication
-        peers.core_msrp.settimeout(0.2)
+        ue_media.core_msrp.settimeout(0.2)
         with pytest.raises(TimeoutError):
-            peers.core_msrp.accept()
+            ue_media.core_msrp.accept()
     assert_released(daemon)
     assert daemon.stats()["calls"]["teardown_bye"] >= 2
 
@@ -369,7 +360,7 @@ def test_wrong_certificate_fails_handshake_and_call_is_torn_down(
 
 
 def test_e2ae_requested_without_registered_support_gets_488(
-    daemon: Daemon, tmp_path: Path, peers: UeMedia
+    daemon: Daemon, tmp_path: Path, ue_media: UeMedia
 ) -> None:
     with sipp_pair(
         daemon,
@@ -378,8 +369,8 @@ def test_e2ae_requested_without_registered_support_gets_488(
         core_scenario="registrar_e2ae.xml",
         ue_keys={
             "sc": "msrp-tls;mediasec",
-            "k1": peers.k1,
-            "rtp_port": str(peers.rtp.getsockname()[1]),
+            "k1": ue_media.k1,
+            "rtp_port": str(ue_media.rtp.getsockname()[1]),
         },
         core_keys={"linger": "1500"},
     ) as pair:
@@ -410,14 +401,14 @@ def start_daemon(factory: Any, policy: str | None) -> Daemon:
     ids=["strict-pass", "rcs51-terminate"],
 )
 def test_policy_originating_msrp_tls_without_indication(
-    daemon_factory: Any, tmp_path: Path, peers: UeMedia, policy: str | None, msrp_mode: str
+    daemon_factory: Any, tmp_path: Path, ue_media: UeMedia, policy: str | None, msrp_mode: str
 ) -> None:
     """7.2.1 step 2 / NOTE x: TCP/TLS/MSRP with a fingerprint but no a=3ge2ae:requested is
     passed end to end (strict 3GPP) or terminated at the gateway (RCS 5.1), by config alone."""
     d = start_daemon(daemon_factory, policy)
     cert, fp = ue_certificate(tmp_path)
     _, core_fp = ue_certificate(tmp_path, "far-end")
-    ue_keys, core_keys = orig_keys(peers, fp, xm=CEMA, msrp_mode=msrp_mode)
+    ue_keys, core_keys = orig_keys(ue_media, fp, xm=CEMA, msrp_mode=msrp_mode)
     if msrp_mode == "pass":
         core_keys["xm"] = f"\r\na=fingerprint:sha-256 {core_fp}" + CEMA
     with sipp_pair(d, tmp_path, ue_keys=ue_keys, core_keys=core_keys) as pair:
@@ -429,15 +420,15 @@ def test_policy_originating_msrp_tls_without_indication(
             assert core_m.attr("fingerprint") == f"sha-256 {fp}"
             assert addr(core_sdp, "message") == (HOST, 41010)
             assert ue_m.attr("fingerprint") == f"sha-256 {core_fp}"
-            assert addr(ue_sdp, "message") == (HOST, peers.core_msrp.getsockname()[1])
+            assert addr(ue_sdp, "message") == (HOST, ue_media.core_msrp.getsockname()[1])
         else:
             assert core_m.proto == "TCP/MSRP" and core_m.attr("fingerprint") is None
             ue_path = f"msrps://{HOST}:41010/ue{pair.ue.pid};tcp"
-            core_path = f"msrp://{HOST}:{peers.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
+            core_path = f"msrp://{HOST}:{ue_media.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
             msrp_roundtrip(
                 cert,
                 ue_sdp,
-                peers.core_msrp,
+                ue_media.core_msrp,
                 cema=True,
                 ue_path=ue_path,
                 core_offer_path=(core_path, ue_path),
@@ -454,14 +445,14 @@ def test_policy_originating_msrp_tls_without_indication(
     ids=["strict-none", "rcs51-terminate"],
 )
 def test_policy_terminating_msrp_for_ue_without_msrp_tls_registration(
-    daemon_factory: Any, tmp_path: Path, peers: UeMedia, policy: str | None, msrp_mode: str
+    daemon_factory: Any, tmp_path: Path, ue_media: UeMedia, policy: str | None, msrp_mode: str
 ) -> None:
     """7.3.1 step 3 / NOTE x: TCP/MSRP from the core towards a UE that registered only
     sdes-srtp;mediasec: no media security (strict) or TLS towards the UE anyway (RCS 5.1)."""
     d = start_daemon(daemon_factory, policy)
     cert, fp = ue_certificate(tmp_path)
     ue_keys, core_keys = term_keys(
-        peers,
+        ue_media,
         fp,
         sc="sdes-srtp;mediasec",
         msrp_mode=msrp_mode,
@@ -477,11 +468,11 @@ def test_policy_terminating_msrp_for_ue_without_msrp_tls_registration(
         else:
             assert ue_m.proto == "TCP/TLS/MSRP" and ue_m.attrs("3ge2ae") == ["applied"]
             ue_path = f"msrps://{HOST}:41010/ue{pair.ue.pid};tcp"
-            core_path = f"msrp://{HOST}:{peers.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
+            core_path = f"msrp://{HOST}:{ue_media.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
             msrp_roundtrip(
                 cert,
                 ue_sdp,
-                peers.core_msrp,
+                ue_media.core_msrp,
                 cema=True,
                 ue_path=ue_path,
                 core_offer_path=(core_path, ue_path),
@@ -498,7 +489,7 @@ def test_policy_terminating_msrp_for_ue_without_msrp_tls_registration(
     ids=["strict-pass", "li-terminate"],
 )
 def test_policy_tls_from_the_core_passed_or_terminated(
-    daemon_factory: Any, tmp_path: Path, peers: UeMedia, policy: str | None, core_mode: str
+    daemon_factory: Any, tmp_path: Path, ue_media: UeMedia, policy: str | None, core_mode: str
 ) -> None:
     """7.3.1 step 3: TCP/TLS/MSRP offered by the core stays end to end (7.3.3), or, by policy
     (lawful interception), TLS is terminated at the gateway on both legs."""
@@ -507,7 +498,7 @@ def test_policy_tls_from_the_core_passed_or_terminated(
     core_cert, core_fp = ue_certificate(tmp_path, "far-end")
     msrp_mode = "pass" if core_mode == "pass" else "e2ae"
     ue_keys, core_keys = term_keys(
-        peers,
+        ue_media,
         fp,
         mproto="TCP/TLS/MSRP",
         msrp_mode=msrp_mode,
@@ -534,11 +525,11 @@ def test_policy_tls_from_the_core_passed_or_terminated(
                 return s
 
             ue_path = f"msrps://{HOST}:41010/ue{pair.ue.pid};tcp"
-            core_path = f"msrps://{HOST}:{peers.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
+            core_path = f"msrps://{HOST}:{ue_media.core_msrp.getsockname()[1]}/core{pair.core.pid};tcp"
             msrp_roundtrip(
                 cert,
                 ue_sdp,
-                peers.core_msrp,
+                ue_media.core_msrp,
                 cema=True,
                 ue_path=ue_path,
                 core_offer_path=(core_path, ue_path),
@@ -549,30 +540,30 @@ def test_policy_tls_from_the_core_passed_or_terminated(
 
 
 def test_pass_through_without_indications_anchors_nothing(
-    daemon: Daemon, tmp_path: Path, peers: UeMedia
+    daemon: Daemon, tmp_path: Path, ue_media: UeMedia
 ) -> None:
     """7.2.1 step 2 (7.2.2/7.2.3): RTP/SAVP and TCP/TLS/MSRP without a=3ge2ae:requested are end
     to end: crypto lines and fingerprint reach the core untouched, no gateway port is used."""
     _, fp = ue_certificate(tmp_path)
     _, core_fp = ue_certificate(tmp_path, "far-end")
     kc = new_key()
-    ue_keys, core_keys = orig_keys(peers, fp, xa="", xm=CEMA, rtp_mode="pass", msrp_mode="pass")
+    ue_keys, core_keys = orig_keys(ue_media, fp, xa="", xm=CEMA, rtp_mode="pass", msrp_mode="pass")
     core_keys["xa"] = f"\r\na=crypto:1 {SUITE80} inline:{kc}"
     core_keys["xm"] = f"\r\na=fingerprint:sha-256 {core_fp}" + CEMA
     with sipp_pair(daemon, tmp_path, ue_keys=ue_keys, core_keys=core_keys) as pair:
         core_sdp = sdp_of(wait_traced(pair.core, received("INVITE"), "INVITE at the core"))
         ue_sdp = sdp_of(wait_traced(pair.ue, received(200, "INVITE"), "200 at the UE"))
         assert media(core_sdp, "audio").attrs("crypto") == [
-            f"1 {SUITE80} inline:{peers.k1}",
-            f"2 AES_CM_128_HMAC_SHA1_32 inline:{peers.k2}",
+            f"1 {SUITE80} inline:{ue_media.k1}",
+            f"2 AES_CM_128_HMAC_SHA1_32 inline:{ue_media.k2}",
         ]
         assert media(ue_sdp, "audio").attrs("crypto") == [f"1 {SUITE80} inline:{kc}"]
-        assert addr(ue_sdp, "audio") == (HOST, peers.core_rtp.getsockname()[1])
+        assert addr(ue_sdp, "audio") == (HOST, ue_media.core_rtp.getsockname()[1])
         st = daemon.stats()
         assert st["agw_ports"] == 0 and st["dialogs"] == 1, st
         # SRTP flows peer to peer, untouched
         exchange_plain_rtp(
-            peers.rtp, addr(ue_sdp, "audio"), peers.core_rtp, addr(core_sdp, "audio")
+            ue_media.rtp, addr(ue_sdp, "audio"), ue_media.core_rtp, addr(core_sdp, "audio")
         )
         pair.finish()
     assert_released(daemon)
@@ -581,11 +572,13 @@ def test_pass_through_without_indications_anchors_nothing(
 # --------------------------------------------------------------- the scenario checks do bite
 
 
-def test_scenario_check_failure_is_reported(daemon: Daemon, tmp_path: Path, peers: UeMedia) -> None:
+def test_scenario_check_failure_is_reported(
+    daemon: Daemon, tmp_path: Path, ue_media: UeMedia
+) -> None:
     """A wrong expectation (the UE expects tag 2 / the 32-bit suite to be selected) fails the UE
     scenario: the <ereg check_it> checks are live, not decoration."""
     _, fp = ue_certificate(tmp_path)
-    ue_keys, core_keys = orig_keys(peers, fp, bye_ue="recv")
+    ue_keys, core_keys = orig_keys(ue_media, fp, bye_ue="recv")
     core_keys["bye"] = "send"  # the far end ends the call, whatever the UE's SIPp did
     ue_keys["sel"] = "2 AES_CM_128_HMAC_SHA1_32"
     with sipp_pair(daemon, tmp_path, ue_keys=ue_keys, core_keys=core_keys, timeout=8) as pair:

@@ -5,7 +5,6 @@ empty afterwards. The scenarios check the SDP they receive (<ereg check_it>)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,15 +29,6 @@ from tests.e2e.sipp_e2ae import (
 SUITE80 = "AES_CM_128_HMAC_SHA1_80"
 
 
-@pytest.fixture
-def peers() -> Iterator[UeMedia]:
-    m = UeMedia.open()
-    try:
-        yield m
-    finally:
-        m.close()
-
-
 def ports(p: UeMedia) -> tuple[str, str]:
     return str(p.rtp.getsockname()[1]), str(p.core_rtp.getsockname()[1])
 
@@ -51,50 +41,52 @@ def key_of(sdp_msg: object) -> str:
     return line.split("inline:", 1)[1]
 
 
-def media_both_ways(peers: UeMedia, ue_rx_key: str, ue_side_sdp: Sdp, core_side_sdp: Sdp) -> None:
+def media_both_ways(
+    ue_media: UeMedia, ue_rx_key: str, ue_side_sdp: Sdp, core_side_sdp: Sdp
+) -> None:
     """SRTP from the UE (its key K11) and back (the network's key), through the gateway
     addresses of the audio stream in the SDP each side received."""
     exchange_srtp(
-        ue=peers.rtp,
-        ue_tx_key=peers.k1,
+        ue=ue_media.rtp,
+        ue_tx_key=ue_media.k1,
         ue_rx_key=ue_rx_key,
         suite=SUITE80,
         agw_access=addr(ue_side_sdp, "audio"),
-        core=peers.core_rtp,
+        core=ue_media.core_rtp,
         agw_core=addr(core_side_sdp, "audio"),
     )
 
 
-def test_reliable_183_and_prack(daemon: Daemon, tmp_path: Path, peers: UeMedia) -> None:
-    ue_port, core_port = ports(peers)
+def test_reliable_183_and_prack(daemon: Daemon, tmp_path: Path, ue_media: UeMedia) -> None:
+    ue_port, core_port = ports(ue_media)
     with sipp_pair(
         daemon,
         tmp_path,
         ue_scenario="ue_e2ae_prack.xml",
         core_scenario="scscf_e2ae_prack.xml",
-        ue_keys={"k1": peers.k1, "rtp_port": ue_port, "hold": "2000"},
+        ue_keys={"k1": ue_media.k1, "rtp_port": ue_port, "hold": "2000"},
         core_keys={"rtp_port": core_port, "ue_rtp_port": ue_port},
     ) as pair:
         inv = wait_traced(pair.core, received("INVITE"), "INVITE at the core")
         r183 = wait_traced(pair.ue, received(183, "INVITE"), "183 at the UE")
         wait_traced(pair.ue, received(200, "INVITE"), "200 (INVITE) at the UE")
         k12 = key_of(r183)
-        assert k12 != peers.k1
-        media_both_ways(peers, k12, sdp_of(r183), sdp_of(inv))
+        assert k12 != ue_media.k1
+        media_both_ways(ue_media, k12, sdp_of(r183), sdp_of(inv))
         pair.finish()
     assert_released(daemon)
 
 
 def test_late_offer_offer_in_200_answer_in_ack(
-    daemon: Daemon, tmp_path: Path, peers: UeMedia
+    daemon: Daemon, tmp_path: Path, ue_media: UeMedia
 ) -> None:
-    ue_port, core_port = ports(peers)
+    ue_port, core_port = ports(ue_media)
     with sipp_pair(
         daemon,
         tmp_path,
         ue_scenario="ue_e2ae_late_offer.xml",
         core_scenario="scscf_e2ae_late_offer.xml",
-        ue_keys={"k1": peers.k1, "rtp_port": ue_port, "hold": "2000"},
+        ue_keys={"k1": ue_media.k1, "rtp_port": ue_port, "hold": "2000"},
         core_keys={"rtp_port": core_port, "ue_rtp_port": ue_port},
     ) as pair:
         ok = wait_traced(pair.ue, received(200, "INVITE"), "200 (offer) at the UE")
@@ -103,27 +95,27 @@ def test_late_offer_offer_in_200_answer_in_ack(
         assert media(ue_offer, "audio").attrs("3ge2ae") == ["applied"]
         k21 = next(v for v in media(ue_offer, "audio").attrs("crypto") if v.startswith("1 "))
         k21 = k21.split("inline:", 1)[1]
-        media_both_ways(peers, k21, ue_offer, sdp_of(ack))
+        media_both_ways(ue_media, k21, ue_offer, sdp_of(ack))
         pair.finish()
     assert_released(daemon)
 
 
 def test_reinvite_hold_and_resume_keeps_keys(
-    daemon: Daemon, tmp_path: Path, peers: UeMedia
+    daemon: Daemon, tmp_path: Path, ue_media: UeMedia
 ) -> None:
-    ue_port, core_port = ports(peers)
+    ue_port, core_port = ports(ue_media)
     with sipp_pair(
         daemon,
         tmp_path,
         ue_scenario="ue_e2ae_reinvite.xml",
         core_scenario="scscf_e2ae_reinvite.xml",
-        ue_keys={"k1": peers.k1, "rtp_port": ue_port, "hold": "1500"},
+        ue_keys={"k1": ue_media.k1, "rtp_port": ue_port, "hold": "1500"},
         core_keys={"rtp_port": core_port, "ue_rtp_port": ue_port},
     ) as pair:
         inv = wait_traced(pair.core, received("INVITE"), "INVITE at the core")
         ok = wait_traced(pair.ue, received(200, "INVITE"), "200 at the UE")
         k12 = key_of(ok)
-        media_both_ways(peers, k12, sdp_of(ok), sdp_of(inv))
+        media_both_ways(ue_media, k12, sdp_of(ok), sdp_of(inv))
         # hold then resume: wait for the third 200 (CSeq 4), then media flows again, on the same
         # gateway addresses and keys (the SRTP contexts survive the re-offers)
         wait_traced(
@@ -134,21 +126,21 @@ def test_reinvite_hold_and_resume_keeps_keys(
         oks = all_received(pair.ue, received(200, "INVITE"))
         assert [key_of(m) for m in oks] == [k12] * 3
         assert {addr(sdp_of(m), "audio") for m in oks} == {addr(sdp_of(ok), "audio")}
-        media_both_ways(peers, k12, sdp_of(ok), sdp_of(inv))
+        media_both_ways(ue_media, k12, sdp_of(ok), sdp_of(inv))
         pair.finish()
     assert_released(daemon)
 
 
 def test_update_from_the_core_in_the_confirmed_dialog(
-    daemon: Daemon, tmp_path: Path, peers: UeMedia
+    daemon: Daemon, tmp_path: Path, ue_media: UeMedia
 ) -> None:
-    ue_port, core_port = ports(peers)
+    ue_port, core_port = ports(ue_media)
     with sipp_pair(
         daemon,
         tmp_path,
         ue_scenario="ue_e2ae_update.xml",
         core_scenario="scscf_e2ae_update.xml",
-        ue_keys={"k1": peers.k1, "rtp_port": ue_port, "hold": "2000"},
+        ue_keys={"k1": ue_media.k1, "rtp_port": ue_port, "hold": "2000"},
         core_keys={"rtp_port": core_port, "ue_rtp_port": ue_port},
     ) as pair:
         ok = wait_traced(pair.ue, received(200, "INVITE"), "200 at the UE")
@@ -157,15 +149,15 @@ def test_update_from_the_core_in_the_confirmed_dialog(
         k12 = key_of(ok)
         assert media(sdp_of(upd), "audio").attrs("3ge2ae") == ["applied"]
         assert addr(sdp_of(upd), "audio") == addr(sdp_of(ok), "audio")
-        media_both_ways(peers, k12, sdp_of(upd), sdp_of(uok))
+        media_both_ways(ue_media, k12, sdp_of(upd), sdp_of(uok))
         pair.finish()
     assert_released(daemon)
 
 
 def test_forking_two_early_dialogs_one_confirmed(
-    daemon: Daemon, tmp_path: Path, peers: UeMedia
+    daemon: Daemon, tmp_path: Path, ue_media: UeMedia
 ) -> None:
-    ue_port, core_port = ports(peers)
+    ue_port, core_port = ports(ue_media)
     fork_a = udp_socket()
     with (
         fork_a,
@@ -174,7 +166,7 @@ def test_forking_two_early_dialogs_one_confirmed(
             tmp_path,
             ue_scenario="ue_e2ae_fork.xml",
             core_scenario="scscf_e2ae_fork.xml",
-            ue_keys={"k1": peers.k1, "rtp_port": ue_port, "hold": "2000"},
+            ue_keys={"k1": ue_media.k1, "rtp_port": ue_port, "hold": "2000"},
             core_keys={
                 "rtp_port_a": str(fork_a.getsockname()[1]),
                 "rtp_port": core_port,
@@ -191,10 +183,10 @@ def test_forking_two_early_dialogs_one_confirmed(
         keys = [key_of(m) for m in early]
         # each early dialog got its own answer rewrite; the confirmed one keeps its key
         assert key_of(ok) == keys[1]
-        assert peers.k1 not in keys
+        assert ue_media.k1 not in keys
         st = daemon.stats()
         assert st["dialogs"] == 1, st
-        media_both_ways(peers, keys[1], sdp_of(ok), sdp_of(inv))
+        media_both_ways(ue_media, keys[1], sdp_of(ok), sdp_of(inv))
         # the losing fork's media address gets nothing once B is confirmed
         fork_a.settimeout(0.3)
         with pytest.raises(TimeoutError):

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from pcscf_alg.sdp.model import Sdp
 from pcscf_alg.sip.message import SipMessage
@@ -39,15 +36,6 @@ UE_SCENARIO = "ue_e2ae_emergency_multipart.xml"
 CORE_SCENARIO = "scscf_e2ae_emergency_multipart.xml"
 SUITE80 = "AES_CM_128_HMAC_SHA1_80"
 HOLD_MS = 2500
-
-
-@pytest.fixture
-def ue_media() -> Iterator[UeMedia]:
-    m = UeMedia.open()
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 def mime_parts(msg: SipMessage) -> dict[str, bytes]:
