@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CONFIG ?= config/pcscf.yaml
 
-.PHONY: run test venv system-deps lint typecheck bench demo clean check-config
+.PHONY: run test venv accel accel-deps system-deps lint typecheck bench demo clean check-config
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "pcscf-alg needs Python >= 3.11"'
@@ -21,6 +21,22 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The SDP/e2ae engine compiled with mypyc (pcscf_alg/_accel: issue 4's per-call budget). It is
+# rebuilt when its sources change and served only while it matches them; without a compiler
+# the same code runs as pure Python, so a failed build never stops `make run` or `make test`.
+accel: venv accel-deps
+	@$(BIN)/python -m pcscf_alg._accel build || echo "pcscf-alg: continuing with the pure-Python engine"
+
+# gcc and the interpreter's headers, from Debian when missing (best effort, see above).
+accel-deps: venv
+	@$(BIN)/python -c 'import pathlib, shutil, sys, sysconfig; \
+	  cc = str(sysconfig.get_config_var("CC") or "cc").split()[0]; \
+	  h = pathlib.Path(sysconfig.get_paths()["include"], "Python.h"); \
+	  sys.exit(0 if shutil.which(cc) and h.is_file() else 1)' || { \
+	  v=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	  echo "installing gcc and python$$v-dev (to compile the e2ae engine) from Debian"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq gcc python$$v-dev || true; }
+
 # Debian packages the tests drive: SIPp (sip-tester) and the openssl CLI (s_client/s_server peers).
 system-deps:
 	@command -v sipp >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 || { \
@@ -30,14 +46,20 @@ system-deps:
 	  echo "installing gnutls-bin (gnutls-cli/gnutls-serv: TLS interop peers) from Debian"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq gnutls-bin; }
 
-run: venv
+run: accel
 	$(BIN)/pcscf-alg run --config $(CONFIG)
 
 check-config: venv
 	$(BIN)/pcscf-alg check-config $(CONFIG)
 
-test: venv system-deps
+# Everything, on the engine as built; then the engine's own tests again on its pure-Python
+# form (the fallback where no compiler is available, and what the fast-path tests patch).
+ENGINE_TESTS := tests/unit/sdp tests/unit/test_e2ae_engine.py tests/unit/test_e2ae_examples.py \
+	tests/unit/test_e2ae_golden.py tests/unit/test_e2ae_fastpath.py tests/unit/test_accel.py
+
+test: accel system-deps
 	$(BIN)/pytest -q -p no:cacheprovider
+	PCSCF_ALG_PURE=1 $(BIN)/pytest -q -p no:cacheprovider $(ENGINE_TESTS)
 
 lint: venv
 	$(BIN)/ruff check pcscf_alg tests bench
@@ -45,11 +67,11 @@ lint: venv
 
 typecheck: lint
 
-bench: venv system-deps
+bench: accel system-deps
 	$(BIN)/python -m bench.run_all
 
 demo: venv system-deps
 	$(BIN)/python -m pcscf_alg.demo
 
 clean:
-	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache pcscf_alg/_compiled

@@ -4,3 +4,8 @@ Implements end-to-access-edge (e2ae) media security per 3GPP TS 33.328 §7.1.2, 
 """
 
 __version__ = "0.1.0"
+
+# Serve the mypyc build of the SDP/e2ae modules when it matches their sources (see _accel).
+from pcscf_alg import _accel
+
+_accel.install()

@@ -166,29 +166,19 @@ class Media:
     proto: str
     fmts: list[str]
 
-    def __init__(self, lines: list[str]) -> None:
+    def __init__(self, lines: list[str], raw: str | None = None) -> None:
         # State: either `_lines` is the truth (and `_raw`/`_low` caches of it, None when
-        # stale), or `_lines` is None and `_mline` + `_raw` are the truth.
-        self._lines: list[str] | None = lines
-        self._raw: str | None = None
+        # stale), or `_lines` is None and `_mline` + `_raw` are the truth. `raw` given: the
+        # section straight from `Sdp.parse`, `lines` is just its m= line and `raw` the text
+        # of the lines after it. (One constructor for both, not `cls.__new__` for the second:
+        # mypyc, which compiles this module, cannot build an instance that way.)
+        self._lines: list[str] | None = lines if raw is None else None
+        self._raw: str | None = raw
         self._low: str | None = None
         self._ci = -2  # cached connection_index(); -2 = not computed
         self._cline: str | bool | None = False  # cached connection_line(); False = not yet
         self._mline: str | None = lines[0]  # None: set_port/set_proto changed it, not rebuilt
         self._parse_mline(lines[0])
-
-    @classmethod
-    def _parsed(cls, mline: str, raw: str) -> Media:
-        """A section straight from `Sdp.parse`: the m= line and the text of the lines after it."""
-        m: Media = cls.__new__(cls)
-        m._lines = None
-        m._mline = mline
-        m._raw = raw
-        m._low = None
-        m._ci = -2
-        m._cline = False
-        m._parse_mline(mline)
-        return m
 
     def _parse_mline(self, line: str) -> None:
         parts = line[2:].split()
@@ -211,7 +201,7 @@ class Media:
 
     def copy(self) -> Media:
         # The text is immutable: a copy shares it (and the parsed m= line).
-        m: Media = Media.__new__(Media)
+        m = Media([self._mline_text()], "\n")
         lines = self._lines
         m._lines = None if lines is None else lines.copy()
         m._mline, m._raw, m._low, m._ci, m._cline = (
@@ -741,13 +731,13 @@ class Sdp:
             # A section is kept as text (see `Media`): its m= line, then the rest. Its c= line
             # is looked up here as `connection_line()` would (c= precedes every a= line, RFC
             # 8866 §5) and cached: a call costs more than the work it wraps, here and in
-            # `Media._parsed` (one section at a time, every SDP).
+            # `Media.__init__` (one section at a time, every SDP).
             e = chunk.find("\n")
             if e < 0:
                 mline, raw = "m=" + chunk, "\n"
             else:
                 mline, raw = "m=" + chunk[:e], chunk[e:] + "\n"
-            m = Media._parsed(mline, raw)
+            m = Media([mline], raw)
             pa = raw.find("\na")
             pc = raw.find("\nc", 0, pa if pa >= 0 else len(raw))
             if pc >= 0:
