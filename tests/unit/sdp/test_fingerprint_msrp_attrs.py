@@ -50,11 +50,23 @@ def test_fingerprint_strongest_hash_set_is_checked() -> None:
         ("sha-256 ABCD:" + ":".join(["AB"] * 31), "hex octets"),
         ("sha-256 " + ":".join(["ZZ"] * 32), "hex octets"),
         ("sha-256 " + "AB" * 32, "hex octets"),
+        # fromhex skips ASCII whitespace: a space or tab in place of a digit must still fail
+        ("sha-256 " + ":".join(["AB"] * 31) + ": B", "hex octets"),
+        ("sha-256 A :" + ":".join(["AB"] * 31), "hex octets"),
+        ("sha-256 " + ":".join(["AB"] * 30) + ":\t\t:AB", "hex octets"),
+        ("sha-256 " + ":".join(["AB"] * 31) + ":\u0661\u0662", "hex octets"),  # Arabic digits
+        ("sha-256 " + ":".join(["AB"] * 31) + ":+1", "hex octets"),
     ],
 )
 def test_bad_fingerprints(value: str, msg: str) -> None:
     with pytest.raises(SdpError, match=msg):
         parse_fingerprint(value)
+
+
+def test_fingerprint_hex_of_either_case() -> None:
+    upper = parse_fingerprint("SHA-256 " + ":".join(["AB"] * 32))
+    assert upper == parse_fingerprint("sha-256 " + ":".join(["ab"] * 32))
+    assert upper.digest == b"\xab" * 32
 
 
 def test_unknown_hash_token_is_parsed_but_unusable() -> None:
