@@ -59,6 +59,7 @@ from .records import (
     Rng,
     StreamDecision,
     StreamOffer,
+    _decision,
     _tuple_new,
 )
 from .rewrite import (
@@ -210,7 +211,7 @@ def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> 
                 m.remove_attrs("crypto", "fingerprint")
                 action += f" by the answerer; proto restored to {so.proto}, no keys"
                 rule = f"{C_ORIG if orig else C_TERM}; spec README §7.2"
-            decisions.append(StreamDecision(i, kind, _REJECTED, action, rule))
+            decisions.append(_decision(i, kind, _REJECTED, action, rule))
             plans.append(StreamPlan(i, kind, _REJECTED))
             continue
         if so.mode is _BYPASS:
@@ -235,7 +236,7 @@ def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> 
                 else:
                     access_setup, core_setup = peer_role(role), role
             decisions.append(
-                StreamDecision(
+                _decision(
                     i,
                     kind,
                     _PASS,
@@ -396,7 +397,7 @@ def _orig_k12(
     return (
         k12,
         (k11.to_srtp_key(), k12.to_srtp_key()),
-        _tuple_new(StreamDecision, (i, so.kind, _E2AE_MODE, action, f"{C_ORIG} steps 7-8")),
+        _decision(i, so.kind, _E2AE_MODE, action, f"{C_ORIG} steps 7-8"),
     )
 
 
@@ -490,7 +491,7 @@ def _answer_msrp(
             f"TCP/MSRP->TCP/TLS/MSRP; gateway fingerprint, a=setup:"
             f"{access_setup.value}; {mode.value} MSRP"
         )
-        return _MsrpPlan(
+        return _tuple_new(_MsrpPlan, (
             so.ue_fingerprints,
             access_setup,
             core_setup,
@@ -499,7 +500,9 @@ def _answer_msrp(
             agw_access,
             str(core_uri),
             agw_core,
-        ), StreamDecision(i, so.kind, _E2AE_MODE, action, f"{C_ORIG} steps 7-8")
+            False,  # core_tls
+            (),  # core_fingerprint
+        )), _decision(i, so.kind, _E2AE_MODE, action, f"{C_ORIG} steps 7-8")
     # 7.3.1 steps 5-7: the UE's fingerprint goes to the gateway, TLS->TCP towards the core.
     ue_fps = usable(ans_fps)
     if not ue_fps:
@@ -534,7 +537,7 @@ def _answer_msrp(
         f"TCP/TLS/MSRP->{so.proto}; UE fingerprint stored and stripped; gateway "
         f"{access_setup.value} towards the UE; {mode.value} MSRP"
     )
-    return _MsrpPlan(
+    return _tuple_new(_MsrpPlan, (
         ue_fps,
         access_setup,
         core_setup,
@@ -545,4 +548,4 @@ def _answer_msrp(
         agw_core,
         so.core_tls,
         so.core_fingerprints,
-    ), StreamDecision(i, so.kind, _E2AE_MODE, action, f"{C_TERM} steps 5-7")
+    )), _decision(i, so.kind, _E2AE_MODE, action, f"{C_TERM} steps 5-7")

@@ -26,7 +26,9 @@ from .records import (
     Rng,
     StreamDecision,
     StreamOffer,
+    _decision,
     _tuple_new,
+    _with,
 )
 from .rewrite import (
     _detach_session_fingerprints,
@@ -86,7 +88,7 @@ def apply_offer(
             ):
                 # keys meant for the gateway never go to the core, even on a disabled stream
                 d = decisions[i]
-                decisions[i] = StreamDecision(
+                decisions[i] = _decision(
                     i, d.kind, d.mode, d.action + "; UE crypto removed (e2ae was requested)", d.rule
                 )
             streams.append(so)
@@ -106,7 +108,7 @@ def apply_offer(
                 # 7.2.1 step 3: SRTP->RTP, all crypto and the indication removed.
                 if _strip_capneg_crypto(m):
                     d = decisions[i]
-                    decisions[i] = StreamDecision(
+                    decisions[i] = _decision(
                         i, d.kind, d.mode, d.action + "; a=acap crypto removed", d.rule
                     )
                 streams.append(so)
@@ -114,7 +116,7 @@ def apply_offer(
             # 7.3.1 step 4: RTP->SRTP, one or more crypto lines (K21) + "offered by network".
             k21 = _offer_k21(plan, so, rng)
             m.insert_attrs([c.line() for c in k21] + [APPLIED_LINE])
-            streams.append(so._replace(k21=k21))
+            streams.append(_with(so, k21=k21))
             continue
         # MSRP
         sid = so.path[-1].session_id if so.path else ""
@@ -127,7 +129,7 @@ def apply_offer(
             if not so.cema:
                 sent = str(MsrpUri.build("msrp", ep.host, ep.port, sid))
                 _set_path(m, sent)
-            streams.append(so._replace(sent_path=sent))
+            streams.append(_with(so, sent_path=sent))
             continue
         # 7.3.1 step 4: TCP->TLS, fingerprints replaced by ours, "offered by network" added.
         fp = res.local_fingerprint
@@ -140,7 +142,7 @@ def apply_offer(
         if not so.cema:
             sent = str(MsrpUri.build("msrps", ep.host, ep.port, sid))
             _set_path(m, sent)
-        streams.append(so._replace(sent_path=sent))
+        streams.append(_with(so, sent_path=sent))
     if e2ae:
         _detach_session_fingerprints(sdp, e2ae)
     _relocate(sdp, targets)

@@ -54,8 +54,10 @@ from .records import (
     Previous,
     StreamDecision,
     StreamOffer,
+    _decision,
     _Prev,
     _tuple_new,
+    _with,
 )
 
 
@@ -174,13 +176,14 @@ def _passthrough(
         action += "; not anchored (no gateway support for this proto)"
     # Nothing else is read from a stream we do not terminate: its attributes are the
     # endpoints' business, and a quirk in them must not fail the call.
-    return _base_stream(offer, m, i, kind, mode), StreamDecision(i, kind, mode, action, rule)
+    return _base_stream(offer, m, i, kind, mode), _decision(i, kind, mode, action, rule)
 
 
-def _msrp_info(offer: Sdp, m: Media, so: StreamOffer) -> StreamOffer:
-    """What e2ae needs from an MSRP m-line we terminate: a=path, a=setup, a=msrp-cema."""
-    return so._replace(
-        setup=_setup(offer, m), cema=m.has_attr("msrp-cema"), path=_path(m, so.index)
+def _msrp_info(offer: Sdp, m: Media, so: StreamOffer, **more: object) -> StreamOffer:
+    """What e2ae needs from an MSRP m-line we terminate: a=path, a=setup, a=msrp-cema (and
+    `more` fields, set in the same rebuild)."""
+    return _with(
+        so, setup=_setup(offer, m), cema=m.has_attr("msrp-cema"), path=_path(m, so.index), **more
     )
 
 
@@ -200,7 +203,7 @@ def _plan_originating(
     kind = _KINDS.get(proto, _OTHER)
     if m.port == 0:
         so = _base_stream(offer, m, i, kind, _REJECTED)
-        return so, StreamDecision(
+        return so, _decision(
             i, kind, _REJECTED, "rejected m-line (port 0) forwarded as is", "RFC 3264 §6"
         )
     ind = _indication(m, sess_ind)
@@ -289,14 +292,14 @@ def _plan_originating(
             f"; {m.proto}->{out}; K11 = crypto tag {k11.tag} {k11.suite} "
             f"({how}); crypto and 3ge2ae stripped towards the core"
         )
-        return so, _tuple_new(StreamDecision, (i, kind, _E2AE_MODE, action, rule))
+        return so, _decision(i, kind, _E2AE_MODE, action, rule)
     so = _base_stream(offer, m, i, kind, _E2AE_MODE)
     fps = usable(_fingerprints(offer, m))
     if not fps:
         raise SdpError(f"e2ae MSRP m-line {i} without a usable a=fingerprint (RFC 8122)")
-    so = _msrp_info(offer, m, so._replace(proto_out=MSRP_TCP, ue_fingerprints=fps))
+    so = _msrp_info(offer, m, so, proto_out=MSRP_TCP, ue_fingerprints=fps)
     action += "; TCP/TLS/MSRP->TCP/MSRP; UE fingerprint stored, fingerprint and 3ge2ae stripped"
-    return so, StreamDecision(i, kind, _E2AE_MODE, action, rule)
+    return so, _decision(i, kind, _E2AE_MODE, action, rule)
 
 
 def _parse_cryptos(m: Media, i: int) -> list[CryptoAttr]:
@@ -349,7 +352,7 @@ def _plan_terminating(
     foreign = " (foreign a=3ge2ae stripped)" if _indication(m, sess_ind) is not None else ""
     if m.port == 0:
         so = _base_stream(offer, m, i, kind, _REJECTED)
-        return so, StreamDecision(
+        return so, _decision(
             i, kind, _REJECTED, "rejected m-line (port 0) forwarded as is" + foreign, "RFC 3264 §6"
         )
     ctx = _ctx(subscriber, _TERMINATING, i, kind, m.proto, flags)
@@ -376,7 +379,7 @@ def _plan_terminating(
             )
         so = _base_stream(offer, m, i, kind, _E2AE_MODE, _RTP_SECURE[proto])
         stripped = "; core crypto lines dropped" if m.has_attr("crypto") else ""
-        return so, StreamDecision(
+        return so, _decision(
             i,
             kind,
             _E2AE_MODE,
@@ -444,7 +447,12 @@ def _plan_terminating(
             "TLS from the core terminated on both legs: gateway fingerprint towards UE and "
             "core, 3ge2ae:applied added"
         )
-    so = _base_stream(offer, m, i, kind, _E2AE_MODE)
-    so = so._replace(proto_out=MSRP_TLS, core_fingerprints=core_fps, core_tls=core_tls)
-    so = _msrp_info(offer, m, so)
-    return so, StreamDecision(i, kind, _E2AE_MODE, action + foreign, rule)
+    so = _msrp_info(
+        offer,
+        m,
+        _base_stream(offer, m, i, kind, _E2AE_MODE),
+        proto_out=MSRP_TLS,
+        core_fingerprints=core_fps,
+        core_tls=core_tls,
+    )
+    return so, _decision(i, kind, _E2AE_MODE, action + foreign, rule)

@@ -196,3 +196,21 @@ Previous = AnswerResult | OfferState
 _tuple_new: Final = tuple.__new__
 # StreamOffer's fields after the nine that `_base_stream` gives, at their defaults.
 _SO_DEFAULTS: Final = tuple(StreamOffer._field_defaults[f] for f in StreamOffer._fields[9:])
+_SO_INDEX: Final = {name: n for n, name in enumerate(StreamOffer._fields)}
+
+
+def _with(so: StreamOffer, **changes: object) -> StreamOffer:
+    """`so._replace(**changes)` without `_replace`: that one is Python code in `collections`
+    (a rebuild through `_make` and a keyword dict), interpreted even when this module is
+    compiled, and a terminated MSRP stream went through it twice per offer."""
+    values: list[object] = list(so)
+    for name, value in changes.items():
+        values[_SO_INDEX[name]] = value
+    return _tuple_new(StreamOffer, values)
+
+
+def _decision(
+    index: int, kind: MediaKind, mode: StreamMode, action: str, rule: str
+) -> StreamDecision:
+    """`StreamDecision(...)` through `tuple.__new__` (see `_tuple_new`)."""
+    return _tuple_new(StreamDecision, (index, kind, mode, action, rule))
