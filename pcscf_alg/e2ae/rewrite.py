@@ -58,8 +58,9 @@ def _set_fingerprint(m: Media, fp: Fingerprint, setup: SetupRole | None) -> None
     if setup is None:
         m.insert_attrs([f"a=fingerprint:{format_fingerprint(fp)}"])
         return
-    i = m.replace_or_insert("setup", f"a=setup:{setup.value}")
-    m.insert_lines(i + 1, [f"a=fingerprint:{format_fingerprint(fp)}"])
+    m.replace_or_insert(
+        "setup", f"a=setup:{setup.value}", f"a=fingerprint:{format_fingerprint(fp)}"
+    )
 
 
 def _set_path(m: Media, uri: str) -> None:

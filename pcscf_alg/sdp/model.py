@@ -615,20 +615,23 @@ class Media:
         add = "".join(["\n" + line for line in new])  # spliced into the text
         self._set_text(raw[:q] + add + raw[q:], low[:q] + _low_same_length(add) + low[q:])
 
-    def replace_or_insert(self, name: str, line: str) -> int:
-        """Replace the first `a=<name>` line by `line` (others removed), or insert it.
+    def replace_or_insert(self, name: str, line: str, *after: str) -> int:
+        """Replace the first `a=<name>` line by `line` (others removed), or insert it; the
+        `after` lines go just after it, in the same edit (`a=setup` then our `a=fingerprint`).
 
         Returns the index of the line."""
         pos = self._positions(name)
         if not pos:
             i = self.insert_point()
-            self.insert_attrs([line])  # at the insert point, index i
+            self.insert_attrs([line, *after])  # at the insert point, index i
             return i
         # In the text: the first line replaced, the others cut out.
         raw = self._text()
         low = self._lower()
         first = pos[0]
         add = "\n" + line
+        for extra in after:
+            add += "\n" + extra
         raw_parts = [raw[:first], add]
         low_parts = [low[:first], _low_same_length(add)]
         cut = raw.find("\n", first + 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import pytest
@@ -425,3 +426,21 @@ def test_untouched_fast_path_is_conservative() -> None:
     body = plain + b"a=3ge2ae:applied\r\n"
     assert strip_indications(body) == plain
     assert strip_indications(plain) is plain
+
+
+def test_stream_plans_built_by_the_engine_equal_the_constructors() -> None:
+    # `_stream_plan` fills a bare instance's __dict__ instead of running StreamPlan.__init__:
+    # same fields in the same order, equality, hash, repr, frozenness; a misspelt field fails.
+    from pcscf_alg.e2ae.answer import _stream_plan
+    from pcscf_alg.mediaplan import Endpoint, MediaKind, StreamMode, StreamPlan, ThroughConnection
+
+    kw = {"ue_remote": Endpoint("192.0.2.1", 4000), "through": ThroughConnection.SENDONLY,
+          "core_rtcp_mux": True}
+    ours = _stream_plan(2, MediaKind.RTP, StreamMode.E2AE, **kw)
+    ref = StreamPlan(2, MediaKind.RTP, StreamMode.E2AE, **kw)  # type: ignore[arg-type]
+    assert ours == ref and hash(ours) == hash(ref) and repr(ours) == repr(ref)
+    assert list(vars(ours).items()) == list(vars(ref).items())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ours.index = 3  # type: ignore[misc]
+    with pytest.raises(TypeError, match="no field"):
+        _stream_plan(2, MediaKind.RTP, StreamMode.E2AE, ue_remote_typo=None)

@@ -117,12 +117,17 @@ def test_invalid_utf8_bytes_survive() -> None:
         (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\nm=audio 1000 RTP/AVP 0\r\n", "without a c="),
         (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=a\rb\r\n", "stray CR"),
         (b"v=0\no=- 1 1 IN IP4 1.2.3.4\ns=a\rb\n", "stray CR"),
+        (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\r\n", "stray CR"),
+        (b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r", "stray CR"),
+        (b"v=0\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\n\r", "stray CR"),
     ],
 )
 def test_syntax_errors(data: bytes, msg: str) -> None:
-    with pytest.raises(SdpError, match=msg) as e:
-        Sdp.parse(data)
-    assert "\n" not in e.value.reason and e.value.status == 488
+    # bytes (from the wire) and str take different CR paths: both must refuse alike
+    for body in (data, data.decode()):
+        with pytest.raises(SdpError, match=msg) as e:
+            Sdp.parse(body)
+        assert "\n" not in e.value.reason and e.value.status == 488
 
 
 def test_rejected_mline_needs_no_connection() -> None:
@@ -147,6 +152,14 @@ def test_attribute_helpers() -> None:
     n = len(m.lines)
     m.replace_or_insert("setup", "a=setup:active")
     assert len(m.lines) == n and m.attr("setup") == "active"
+    # lines after it, in the same edit: where the setup line was, or at the insert point
+    i = m.replace_or_insert("setup", "a=setup:passive", "a=fingerprint:sha-256 AB", "a=x")
+    assert m.lines[i : i + 4] == ["a=setup:passive", "a=fingerprint:sha-256 AB", "a=x",
+                                  "a=sendrecv"]
+    assert m.attrs("setup") == ["passive"] and m.find("x") == i + 2
+    m.remove_attrs("setup", "fingerprint", "x")
+    i = m.replace_or_insert("setup", "a=setup:active", "a=fingerprint:sha-256 CD")
+    assert m.lines[i : i + 3] == ["a=setup:active", "a=fingerprint:sha-256 CD", "a=sendrecv"]
     lines = ["a=3GE2AE:requested", "a=3ge2ae", "a=3ge2aex:1", "a=foo"]
     assert remove_attrs(lines, {"3ge2ae"}) == 2 and lines == ["a=3ge2aex:1", "a=foo"]
 
