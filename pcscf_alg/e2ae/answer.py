@@ -379,7 +379,7 @@ def _answer_orig_rtp(state: OfferState, ans: Sdp, rng: Rng) -> AnswerResult | No
     return _tuple_new(
         AnswerResult,
         (
-            ans.render(bodies, session).encode("utf-8", "surrogateescape"),
+            ans.render(bodies, session),
             tuple(decisions),
             MediaPlan(tuple(plans)),
             state,

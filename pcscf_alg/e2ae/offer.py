@@ -203,8 +203,7 @@ def _offer_orig_rtp(
     _relocate_session(offer, session, sci, host)
     decisions = plan.decisions
     state = _offer_state(plan, streams, decisions, reservations)
-    text = offer.render(bodies, session)
-    return _tuple_new(OfferResult, (text.encode("utf-8", "surrogateescape"), decisions, state))
+    return _tuple_new(OfferResult, (offer.render(bodies, session), decisions, state))
 
 
 def _offer_state(

@@ -766,30 +766,37 @@ class Sdp:
             out += m.lines
         return out
 
-    def to_str(self) -> str:
-        # Built with "\n" (the sections' own terminator), then one C-level pass to CRLF.
-        out = "\n".join([*self.session, *[m.body("\n") for m in self.media]])
+    def _lf_text(self, session: list[str], bodies: list[str]) -> str:
+        """The description with "\\n" terminators (the sections' own): `to_str` and `to_bytes`
+        convert it to `eol` in one C-level pass."""
+        out = "\n".join([*session, *bodies])
         if self.final_eol:
             out += "\n"
         if self.tail:
             out += "\n" * self.tail
+        return out
+
+    def _encode(self, text: str) -> bytes:
+        # LF -> CRLF on the encoded bytes: the same result (no UTF-8 or surrogateescape
+        # sequence contains the byte 0x0A), and bytes.replace costs ~60 % of str.replace here.
+        data = text.encode("utf-8", "surrogateescape")
+        eol = self.eol
+        if eol == "\n":
+            return data
+        return data.replace(b"\n", b"\r\n" if eol == "\r\n" else eol.encode())
+
+    def to_str(self) -> str:
+        out = self._lf_text(self.session, [m.body("\n") for m in self.media])
         eol = self.eol
         return out if eol == "\n" else out.replace("\n", eol)
 
-    def render(self, bodies: list[str], session: list[str] | None = None) -> str:
-        """`to_str` with section texts built by the caller ("\\n"-joined, as `Media.body("\\n")`)
-        and, if given, other session lines (kept apart from `to_str`, which is on every path,
-        to spare it a call)."""
-        out = "\n".join([*(self.session if session is None else session), *bodies])
-        if self.final_eol:
-            out += "\n"
-        if self.tail:
-            out += "\n" * self.tail
-        eol = self.eol
-        return out if eol == "\n" else out.replace("\n", eol)
+    def render(self, bodies: list[str], session: list[str] | None = None) -> bytes:
+        """`to_bytes` with section texts built by the caller ("\\n"-joined, as
+        `Media.body("\\n")`) and, if given, other session lines."""
+        return self._encode(self._lf_text(self.session if session is None else session, bodies))
 
     def to_bytes(self) -> bytes:
-        return self.to_str().encode("utf-8", "surrogateescape")
+        return self._encode(self._lf_text(self.session, [m.body("\n") for m in self.media]))
 
     def __str__(self) -> str:
         return self.to_str()
