@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sdp_transform
 
+from pcscf_alg import _accel
 from pcscf_alg.e2ae import E2aeFlags, apply_answer, apply_offer, plan_offer
 from pcscf_alg.mediaplan import Direction, Endpoint, Fingerprint, StreamReservation
 from pcscf_alg.policy import strict_policy
@@ -178,6 +179,10 @@ def main() -> None:
         print(f"full e2ae offer+answer, {label}: {value:.1f} µs (target ≤ 100 µs: {verdict})")
     print(f"interpreter: {sys.executable} ({platform.python_implementation()} "
           f"{platform.python_version()}, {' '.join(platform.python_build())})")
+    compiled = _accel.active()
+    print(f"engine: {'compiled with mypyc' if compiled else 'pure Python'} "
+          f"({len(compiled)}/{len(_accel.MODULES)} modules; PCSCF_ALG_PURE=1 for pure Python, "
+          f"`make accel` to build)")
 
 
 if __name__ == "__main__":

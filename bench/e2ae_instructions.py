@@ -55,7 +55,12 @@ def main() -> None:
         _child(sys.argv[2], int(sys.argv[3]))
         return
     cases = sys.argv[1:] or ["volte", "04", "07+09"]
-    print(f"# instructions per e2ae exchange (Python {sys.version.split()[0]}, {sys.executable})")
+    sys.path.insert(0, str(HERE.parent))
+    from pcscf_alg import _accel
+
+    engine = "compiled" if _accel.active() else "pure Python"
+    print(f"# instructions per e2ae exchange (Python {sys.version.split()[0]}, {sys.executable}, "
+          f"{engine} engine)")
     for case in cases:
         per = (_count(case, N) - _count(case, 0)) // N
         print(f"{case:6s} {per:>9,}")

@@ -13,6 +13,7 @@ import logging
 import signal
 from typing import Any
 
+from pcscf_alg import _accel
 from pcscf_alg.alg import Pcscf
 from pcscf_alg.config import Config
 from pcscf_alg.mediaplan import Side
@@ -59,14 +60,16 @@ class App:
 
             self.admin = AdminServer(self, self.cfg.admin.host, self.cfg.admin.port)
             await self.admin.start()
+        compiled = len(_accel.active())
         log.info(
-            "pcscf-alg up: access %s:%d, core %s:%d (%s), next hop %s",
+            "pcscf-alg up: access %s:%d, core %s:%d (%s), next hop %s; e2ae engine %s",
             s.access.host,
             s.access.port,
             s.core.host,
             s.core.port,
             "+".join(t for t, on in (("udp", s.udp), ("tcp", s.tcp)) if on),
             s.next_hop,
+            "compiled (mypyc)" if compiled == len(_accel.MODULES) else "pure Python",
         )
 
     async def _start_media(self) -> None:
