@@ -64,8 +64,12 @@ def build(force: bool = False) -> int:
                 script_args=["-q", "build_ext", "--build-lib", str(out),
                              "--build-temp", str(Path(tmp, "obj"))],
             )
-        except SystemExit as e:  # setuptools reports failure by exiting
+        except SystemExit as e:  # mypyc and setuptools report failure by exiting
             print(f"pcscf-alg: engine not compiled ({e}), running it as pure Python")
+            return 1
+        except Exception as e:  # any other build failure also leaves the pure engine
+            print(f"pcscf-alg: engine not compiled ({type(e).__name__}: {e}), running it as "
+                  "pure Python")
             return 1
         finally:
             os.chdir(cwd)
