@@ -1,5 +1,6 @@
 # pcscf-alg: two commands.
-#   make run   - set up .venv, install, start the daemon on config/pcscf.yaml (all on 127.0.0.1)
+#   make run   - set up .venv, install, compile the e2ae engine (pure Python if it cannot), start
+#                the daemon on config/pcscf.yaml (all on 127.0.0.1)
 #   make test  - set up everything the tests need (incl. SIPp from Debian's sip-tester) and run them
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
