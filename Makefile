@@ -1,5 +1,5 @@
 # pcscf-alg: two commands.
-#   make run   - set up .venv, install, compile the e2ae engine (pure Python if it cannot), start
+#   make run   - set up .venv, install, compile the sans-IO core (pure Python if it cannot), start
 #                the daemon on config/pcscf.yaml (all on 127.0.0.1)
 #   make test  - set up everything the tests need (incl. SIPp from Debian's sip-tester) and run them
 # The distribution's python3.11 when there is one (Debian builds it with PGO and LTO; the e2ae
@@ -27,11 +27,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The SDP/e2ae engine compiled with mypyc (pcscf_alg/_accel: issue 4's per-call budget). It is
-# rebuilt when its sources change and served only while it matches them; without a compiler
-# the same code runs as pure Python, so a failed build never stops `make run` or `make test`.
+# The sans-IO core (SIP message layer, SDP model, e2ae engine) compiled with mypyc
+# (pcscf_alg/_accel: issue 4's per-call budget). It is rebuilt when its sources change and
+# served only while it matches them; without a compiler the same code runs as pure Python, so a
+# failed build never stops `make run` or `make test`.
 accel: venv accel-deps
-	@$(BIN)/python -m pcscf_alg._accel build || echo "pcscf-alg: continuing with the pure-Python engine"
+	@$(BIN)/python -m pcscf_alg._accel build || echo "pcscf-alg: continuing with the pure-Python core"
 
 # gcc and the interpreter's headers, from Debian when missing (best effort, see above).
 accel-deps: venv
@@ -40,7 +41,7 @@ accel-deps: venv
 	  h = pathlib.Path(sysconfig.get_paths()["include"], "Python.h"); \
 	  sys.exit(0 if shutil.which(cc) and h.is_file() else 1)' || { \
 	  v=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
-	  echo "installing gcc and python$$v-dev (to compile the e2ae engine) from Debian"; \
+	  echo "installing gcc and python$$v-dev (to compile the sans-IO core) from Debian"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq gcc python$$v-dev || true; }
 
 # Debian packages the tests drive: SIPp (sip-tester) and the openssl CLI (s_client/s_server peers).
@@ -58,14 +59,16 @@ run: accel
 check-config: venv
 	$(BIN)/pcscf-alg check-config $(CONFIG)
 
-# Everything, on the engine as built; then the engine's own tests again on its pure-Python
-# form (the fallback where no compiler is available, and what the fast-path tests patch).
-ENGINE_TESTS := tests/unit/sdp tests/unit/test_e2ae_engine.py tests/unit/test_e2ae_examples.py \
-	tests/unit/test_e2ae_golden.py tests/unit/test_e2ae_fastpath.py tests/unit/test_accel.py
+# Everything, on the core as built; then the compiled modules' own tests again on their
+# pure-Python form (the fallback where no compiler is available, and what the fast-path tests
+# patch).
+CORE_TESTS := tests/unit/sip tests/unit/sdp tests/unit/test_e2ae_engine.py \
+	tests/unit/test_e2ae_examples.py tests/unit/test_e2ae_golden.py \
+	tests/unit/test_e2ae_fastpath.py tests/unit/test_accel.py
 
 test: accel system-deps
 	$(BIN)/pytest -q -p no:cacheprovider
-	PCSCF_ALG_PURE=1 $(BIN)/pytest -q -p no:cacheprovider $(ENGINE_TESTS)
+	PCSCF_ALG_PURE=1 $(BIN)/pytest -q -p no:cacheprovider $(CORE_TESTS)
 
 lint: venv
 	$(BIN)/ruff check pcscf_alg tests bench

@@ -62,7 +62,7 @@ class App:
             await self.admin.start()
         compiled = len(_accel.active())
         log.info(
-            "pcscf-alg up: access %s:%d, core %s:%d (%s), next hop %s; e2ae engine %s",
+            "pcscf-alg up: access %s:%d, core %s:%d (%s), next hop %s; SIP/SDP/e2ae core %s",
             s.access.host,
             s.access.port,
             s.core.host,

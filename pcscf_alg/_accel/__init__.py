@@ -1,12 +1,15 @@
-"""Optional mypyc build of the sans-IO SDP and e2ae modules (issue 4: ≤ 100 µs per exchange).
+"""Optional mypyc build of the sans-IO hot path: the SDP model and e2ae engine (issue 4:
+≤ 100 µs per offer+answer), and the SIP message layer.
 
 Why: the e2ae rewrite of a VoLTE offer+answer costs ~105 µs on a CPython 3.11 built without
 PGO/LTO, against the issue's 100 µs budget, and its cost is spread over ~300 Python and builtin
-calls rather than in any loop that could be rewritten (BENCHMARKS.md, "e2ae SDP rewrite").
-These modules are typed for `mypy --strict` already, so mypyc compiles them unchanged into C
-extensions, about 1.5-2× faster. They are the only modules compiled: the ones that take bytes
-and return bytes on every call. Everything else (asyncio adapters, gateway, config) stays
-interpreted, where the cost is in the kernel, libsrtp or OpenSSL.
+calls rather than in any loop that could be rewritten (BENCHMARKS.md, "e2ae SDP rewrite"); SIP
+parsing and serialising are most of the proxy's own CPU per call. These modules are typed for
+`mypy --strict` already, so mypyc compiles them unchanged into C extensions, 1.5-2× faster.
+They are the only modules compiled: the ones that take bytes and return bytes on every call
+(the SIP transaction layer was tried too and gained nothing). Everything else (asyncio
+adapters, gateway, config) stays interpreted, where the cost is in the kernel, libsrtp or
+OpenSSL.
 
 How it stays safe:
 - The compiled modules live apart from the sources, in `pcscf_alg/_compiled/`, with a manifest
@@ -38,7 +41,8 @@ PACKAGE_DIR: Final = Path(__file__).resolve().parent.parent
 COMPILED_DIR: Final = PACKAGE_DIR / "_compiled"
 MANIFEST: Final = COMPILED_DIR / "manifest.json"
 
-# The sans-IO hot path: the SDP model and attribute parsers, and the e2ae engine.
+# The sans-IO hot path: the SDP model and attribute parsers, the e2ae engine, and the SIP
+# message parser/serialiser with the header and multipart-body helpers it calls.
 MODULES: Final = (
     "pcscf_alg.sdp.attrs",
     "pcscf_alg.sdp.crypto",
@@ -51,6 +55,9 @@ MODULES: Final = (
     "pcscf_alg.e2ae.plan",
     "pcscf_alg.e2ae.offer",
     "pcscf_alg.e2ae.answer",
+    "pcscf_alg.sip.headers",
+    "pcscf_alg.sip.message",
+    "pcscf_alg.sip.body",
 )
 
 PURE_ENV: Final = "PCSCF_ALG_PURE"
@@ -123,7 +130,7 @@ def install() -> None:
 
 
 def active() -> list[str]:
-    """The engine modules that are running compiled (imports them)."""
+    """The modules of MODULES that are running compiled (imports them)."""
     out = []
     for name in MODULES:
         module = importlib.import_module(name)

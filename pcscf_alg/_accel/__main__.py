@@ -1,5 +1,6 @@
-"""`python -m pcscf_alg._accel build [--force] | status`: compile the engine with mypyc, or
-say whether the compiled build is in use (see the package docstring for why and how)."""
+"""`python -m pcscf_alg._accel build [--force] | status`: compile the sans-IO core (SIP message
+layer, SDP model, e2ae engine) with mypyc, or say whether the compiled build is in use (see the
+package docstring for why and how)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from . import (
 def build(force: bool = False) -> int:
     """Compile MODULES with mypyc into COMPILED_DIR; 0 on success or when already fresh."""
     if not force and _fresh_build() is not None:
-        print("pcscf-alg: compiled e2ae engine is up to date")
+        print("pcscf-alg: compiled core is up to date")
         return 0
     missing = []
     cc = str(sysconfig.get_config_var("CC") or "cc").split()[0]
@@ -43,7 +44,7 @@ def build(force: bool = False) -> int:
     except ImportError:
         missing.append("mypy/mypyc and setuptools (pip install -e '.[dev]')")
     if missing:
-        print("pcscf-alg: engine not compiled, running it as pure Python; missing: "
+        print("pcscf-alg: core not compiled, running it as pure Python; missing: "
               + ", ".join(missing))
         return 1
     sources = {name: _source(name) for name in MODULES}
@@ -65,10 +66,10 @@ def build(force: bool = False) -> int:
                              "--build-temp", str(Path(tmp, "obj"))],
             )
         except SystemExit as e:  # mypyc and setuptools report failure by exiting
-            print(f"pcscf-alg: engine not compiled ({e}), running it as pure Python")
+            print(f"pcscf-alg: core not compiled ({e}), running it as pure Python")
             return 1
-        except Exception as e:  # any other build failure also leaves the pure engine
-            print(f"pcscf-alg: engine not compiled ({type(e).__name__}: {e}), running it as "
+        except Exception as e:  # any other build failure also leaves the pure core
+            print(f"pcscf-alg: core not compiled ({type(e).__name__}: {e}), running it as "
                   "pure Python")
             return 1
         finally:
@@ -93,7 +94,7 @@ def build(force: bool = False) -> int:
             runtime[name] = f.name
         MANIFEST.write_text(json.dumps(
             {"ext_suffix": suffix, "modules": modules, "runtime": runtime}, indent=1) + "\n")
-    print(f"pcscf-alg: compiled {len(MODULES)} engine modules with mypyc into {COMPILED_DIR}")
+    print(f"pcscf-alg: compiled {len(MODULES)} core modules with mypyc into {COMPILED_DIR}")
     return 0
 
 
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["status"]:
         install()
         names = active()
-        print(f"compiled: {len(names)}/{len(MODULES)} engine modules"
+        print(f"compiled: {len(names)}/{len(MODULES)} core modules"
               + ("" if names else " (pure Python)"))
         return 0
     print("usage: python -m pcscf_alg._accel build [--force] | status", file=sys.stderr)
