@@ -3,7 +3,7 @@
 #                the daemon on config/pcscf.yaml (all on 127.0.0.1)
 #   make test  - set up everything the tests need (incl. SIPp from Debian's sip-tester) and run them
 # The distribution's python3.11 when there is one (Debian builds it with PGO and LTO; the e2ae
-# rewrite ran 1.3-1.4x faster on it than on a default pyenv build here, BENCHMARKS.md), else
+# rewrite ran 1.2-1.5x faster on it than on a default pyenv build here, BENCHMARKS.md), else
 # the python3.11 on PATH. `make clean && make PYTHON=... run` chooses another.
 PYTHON ?= $(shell for p in /usr/bin/python3.11 "$$(command -v python3.11)" "$$(command -v python3)"; \
 	do [ -x "$$p" ] && { echo "$$p"; break; }; done)
