@@ -19,7 +19,7 @@ How it stays safe:
   modules until `make` rebuilds.
 - The build is optional (`__main__.py`). Without a C compiler or Python headers, `python -m
   pcscf_alg._accel build` says what is missing and the daemon runs the same code interpreted.
-- `PCSCF_ALG_PURE=1` turns it off (`make test` runs the engine's unit tests that way too, so
+- `PCSCF_ALG_PURE=1` turns it off (`make test` runs these modules' unit tests that way too, so
   both forms stay tested).
 """
 
