@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from ..errors import GatewayError, SdpError
 from ..mediaplan import (
@@ -11,7 +11,6 @@ from ..mediaplan import (
     Fingerprint,
     MediaKind,
     MediaPlan,
-    MsrpMode,
     SetupRole,
     SrtpKey,
     StreamMode,
@@ -275,27 +274,8 @@ def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> 
             plans.append(_e2ae_rtp_plan(i, ue_ep, core_ep, mux, plan, through))
             decisions.append(dec)
             continue
-        sp, dec = _answer_msrp(state, so, m, ans, orig, res, fps_a, setup_a)
-        plans.append(
-            _stream_plan(
-                i,
-                kind,
-                _E2AE_MODE,
-                ue_remote=ue_ep,
-                core_remote=core_ep,
-                ue_fingerprint=sp.ue_fingerprint,
-                access_setup=sp.access_setup,
-                core_setup=sp.core_setup,
-                msrp_mode=sp.msrp_mode,
-                ue_path=sp.ue_path,
-                agw_access_path=sp.agw_access_path,
-                core_path=sp.core_path,
-                agw_core_path=sp.agw_core_path,
-                core_tls=sp.core_tls,
-                core_fingerprint=sp.core_fingerprint,
-                through=through,
-            )
-        )
+        sp, dec = _answer_msrp(so, m, orig, res, fps_a, setup_a, ue_ep, core_ep, through)
+        plans.append(sp)
         decisions.append(dec)
     if e2ae:
         _detach_session_fingerprints(ans, e2ae)
@@ -438,34 +418,24 @@ def _answer_rtp(
         f"{so.proto_out}->{so.proto}; K22 = UE line tag {k22.tag} {k22.suite}, "
         f"K21 = our tag {ours.tag}; crypto stripped towards the core"
     )
-    return (k22.to_srtp_key(), ours.to_srtp_key()), _tuple_new(
-        StreamDecision, (i, so.kind, _E2AE_MODE, action, f"{C_TERM} steps 5-7")
+    return (k22.to_srtp_key(), ours.to_srtp_key()), _decision(
+        i, so.kind, _E2AE_MODE, action, f"{C_TERM} steps 5-7"
     )
 
 
-class _MsrpPlan(NamedTuple):
-    ue_fingerprint: tuple[Fingerprint, ...]
-    access_setup: SetupRole
-    core_setup: SetupRole
-    msrp_mode: MsrpMode
-    ue_path: str | None
-    agw_access_path: str | None
-    core_path: str | None
-    agw_core_path: str | None
-    core_tls: bool = False
-    core_fingerprint: tuple[Fingerprint, ...] = ()
-
-
 def _answer_msrp(
-    state: OfferState,
     so: StreamOffer,
     m: Media,
-    ans: Sdp,
     orig: bool,
     res: StreamReservation,
     ans_fps: tuple[Fingerprint, ...],
     ans_setup: SetupRole | None,
-) -> tuple[_MsrpPlan, StreamDecision]:
+    ue_ep: Endpoint | None,
+    core_ep: Endpoint | None,
+    through: ThroughConnection,
+) -> tuple[StreamPlan, StreamDecision]:
+    """7.2.1 steps 7-8 / 7.3.1 steps 5-7 for a terminated MSRP stream: the answer's rewrite, and
+    the gateway's plan for it (TLS roles, fingerprints, MSRP paths)."""
     i = so.index
     fp = res.local_fingerprint
     if fp is None:
@@ -475,6 +445,9 @@ def _answer_msrp(
     mode = _AGNOSTIC if cema else _AWARE
     if ans_setup is _ACTPASS:
         raise SdpError(f"answer m-line {i}: a=setup:actpass is not allowed in an answer")
+    agw_access = agw_core = None
+    core_fps: tuple[Fingerprint, ...] = ()
+    core_tls = False
     if orig:
         # 7.2.1 step 8: TCP->TLS, fingerprints from the core removed, ours added.
         # Gateway roles: core leg = the opposite of the core's answer (absent: the answerer is
@@ -483,8 +456,8 @@ def _answer_msrp(
         access_setup = answer_role(so.setup)
         m.set_proto(so.proto)
         _set_fingerprint(m, fp, access_setup)
+        ue_fps = so.ue_fingerprints
         ue_uri, core_uri = so.path[-1], ans_path[-1]
-        agw_access = agw_core = None
         if mode is _AWARE:
             agw_access = str(
                 MsrpUri.build("msrps", res.access.host, res.access.port, core_uri.session_id)
@@ -497,61 +470,58 @@ def _answer_msrp(
             f"TCP/MSRP->TCP/TLS/MSRP; gateway fingerprint, a=setup:"
             f"{access_setup.value}; {mode.value} MSRP"
         )
-        return _tuple_new(_MsrpPlan, (
-            so.ue_fingerprints,
-            access_setup,
-            core_setup,
-            mode,
-            str(ue_uri),
-            agw_access,
-            str(core_uri),
-            agw_core,
-            False,  # core_tls
-            (),  # core_fingerprint
-        )), _decision(i, so.kind, _E2AE_MODE, action, f"{C_ORIG} steps 7-8")
-    # 7.3.1 steps 5-7: the UE's fingerprint goes to the gateway, TLS->TCP towards the core.
-    ue_fps = usable(ans_fps)
-    if not ue_fps:
-        raise SdpError(f"answer m-line {i} without a usable a=fingerprint (RFC 8122)")
-    m.remove_attrs("fingerprint")
-    m.set_proto(so.proto)
-    # We offered passive; a UE that ignores a=setup follows RFC 4975 (the offerer connects).
-    access_setup = peer_role(ans_setup) if ans_setup is not None else _ACTIVE
-    if so.setup is None:
-        # the core relied on the RFC 4145 default (offerer active): answer with the default too
-        m.remove_attrs("setup")
-        core_setup = _PASSIVE
+        rule = f"{C_ORIG} steps 7-8"
     else:
-        core_setup = answer_role(so.setup)
-        m.replace_or_insert("setup", f"a=setup:{core_setup.value}")
-    if so.core_tls:
-        # TLS from the core terminated too: our certificate towards the core peer as well.
-        _set_fingerprint(m, fp, core_setup if so.setup is not None else None)
-    ue_uri, core_uri = ans_path[-1], so.path[-1]
-    agw_access = agw_core = None
-    if mode is _AWARE:
-        agw_access = so.sent_path or str(
-            MsrpUri.build("msrps", res.access.host, res.access.port, core_uri.session_id)
-        )
-        agw_core = str(
-            MsrpUri.build(
-                "msrps" if so.core_tls else "msrp", res.core.host, res.core.port, ue_uri.session_id
+        # 7.3.1 steps 5-7: the UE's fingerprint goes to the gateway, TLS->TCP towards the core.
+        ue_fps = usable(ans_fps)
+        if not ue_fps:
+            raise SdpError(f"answer m-line {i} without a usable a=fingerprint (RFC 8122)")
+        core_tls, core_fps = so.core_tls, so.core_fingerprints
+        m.remove_attrs("fingerprint")
+        m.set_proto(so.proto)
+        # We offered passive; a UE that ignores a=setup follows RFC 4975 (the offerer connects).
+        access_setup = peer_role(ans_setup) if ans_setup is not None else _ACTIVE
+        if so.setup is None:
+            # the core relied on the RFC 4145 default (offerer active): answer with it too
+            m.remove_attrs("setup")
+            core_setup = _PASSIVE
+        else:
+            core_setup = answer_role(so.setup)
+            m.replace_or_insert("setup", f"a=setup:{core_setup.value}")
+        if core_tls:
+            # TLS from the core terminated too: our certificate towards the core peer as well.
+            _set_fingerprint(m, fp, core_setup if so.setup is not None else None)
+        ue_uri, core_uri = ans_path[-1], so.path[-1]
+        if mode is _AWARE:
+            agw_access = so.sent_path or str(
+                MsrpUri.build("msrps", res.access.host, res.access.port, core_uri.session_id)
             )
+            scheme = "msrps" if core_tls else "msrp"
+            agw_core = str(
+                MsrpUri.build(scheme, res.core.host, res.core.port, ue_uri.session_id)
+            )
+            _set_path(m, agw_core)
+        action = (
+            f"TCP/TLS/MSRP->{so.proto}; UE fingerprint stored and stripped; gateway "
+            f"{access_setup.value} towards the UE; {mode.value} MSRP"
         )
-        _set_path(m, agw_core)
-    action = (
-        f"TCP/TLS/MSRP->{so.proto}; UE fingerprint stored and stripped; gateway "
-        f"{access_setup.value} towards the UE; {mode.value} MSRP"
+        rule = f"{C_TERM} steps 5-7"
+    plan = _stream_plan(
+        i,
+        so.kind,
+        _E2AE_MODE,
+        ue_remote=ue_ep,
+        core_remote=core_ep,
+        ue_fingerprint=ue_fps,
+        access_setup=access_setup,
+        core_setup=core_setup,
+        msrp_mode=mode,
+        ue_path=str(ue_uri),
+        agw_access_path=agw_access,
+        core_path=str(core_uri),
+        agw_core_path=agw_core,
+        core_tls=core_tls,
+        core_fingerprint=core_fps,
+        through=through,
     )
-    return _tuple_new(_MsrpPlan, (
-        ue_fps,
-        access_setup,
-        core_setup,
-        mode,
-        str(ue_uri),
-        agw_access,
-        str(core_uri),
-        agw_core,
-        so.core_tls,
-        so.core_fingerprints,
-    )), _decision(i, so.kind, _E2AE_MODE, action, f"{C_TERM} steps 5-7")
+    return plan, _decision(i, so.kind, _E2AE_MODE, action, rule)
