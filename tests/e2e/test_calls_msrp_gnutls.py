@@ -208,6 +208,20 @@ def msrp_200(tid: str, got: bytes) -> bytes:
     ).encode()
 
 
+def msrp_call(
+    d: Daemon, ue: Any, core: Any, offer: str, call_id: str, core_port: int, *, cema: bool
+) -> tuple[Any, Any]:
+    """The UE's MSRP INVITE through the P-CSCF, the core's 200 (its MSRP peer on `core_port`),
+    ACK both ways: the INVITE the core got and the 200 the UE got."""
+    invite(ue, d, offer, call_id)
+    inv = core.expect("INVITE")
+    core.reply(inv, 200, "OK", d.core_port, to_tag="b1", body=core_answer(core_port, cema=cema))
+    ok = ue.expect(200)
+    in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
+    core.expect("ACK")
+    return inv, ok
+
+
 def torn_down_both_ways(d: Daemon, ue: Any, core: Any, call_id: str) -> None:
     """The gateway reported the TLS failure; the P-CSCF ends the call with BYE both ways."""
     bye_ue = ue.expect("BYE", timeout=10)
@@ -239,18 +253,11 @@ def test_gnutls_cli_ue_msrp_tls_to_tcp(peers: Any, tmp_path: Path, version: str)
     core_port = listener.getsockname()[1]
     try:
         offer = ue_offer(50000, cert.fingerprint.to_sdp(), setup="actpass", cema=False)
-        invite(ue, d, offer, "gnutls-cli-1")
-        inv = core.expect("INVITE")
+        inv, ok = msrp_call(d, ue, core, offer, "gnutls-cli-1", core_port, cema=False)
         agw_core_port, _, _ = media(inv.body)
-        core.reply(
-            inv, 200, "OK", d.core_port, to_tag="b1", body=core_answer(core_port, cema=False)
-        )
-        ok = ue.expect(200)
         agw_access_port, proto, attrs = media(ok.body)
         assert proto == "TCP/TLS/MSRP" and attrs["setup"] == "passive"
         assert attrs["fingerprint"].startswith("sha-256 ")
-        in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
-        core.expect("ACK")
         ue_path = "msrps://127.0.0.1:50000/uesid77;tcp"
         msg = send_msrp(attrs["path"], ue_path)
         with gnutls_cli(agw_access_port, cert, tmp_path / "cli", VERSIONS[version]) as (
@@ -311,13 +318,8 @@ def test_gnutls_cli_wrong_certificate_fails_handshake_and_ends_call(
     core_port = listener.getsockname()[1]
     try:
         offer = ue_offer(50002, signalled.fingerprint.to_sdp(), setup="actpass", cema=True)
-        invite(ue, d, offer, "gnutls-cli-bad")
-        inv = core.expect("INVITE")
-        core.reply(inv, 200, "OK", d.core_port, to_tag="b1", body=core_answer(core_port, cema=True))
-        ok = ue.expect(200)
+        _, ok = msrp_call(d, ue, core, offer, "gnutls-cli-bad", core_port, cema=True)
         agw_access_port, _, attrs = media(ok.body)
-        in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
-        core.expect("ACK")
         with gnutls_cli(agw_access_port, impostor, tmp_path / "cli", VERSIONS[version]) as (
             cli,
             log,
@@ -359,16 +361,9 @@ def test_gateway_connects_to_gnutls_serv_ue(peers: Any, tmp_path: Path, version:
         with gnutls_serv(cert, tmp_path / "serv", VERSIONS[version]) as (srv, port, out, err):
             # The UE waits (a=setup:passive): the gateway connects to it, as TLS client.
             offer = ue_offer(port, cert.fingerprint.to_sdp(), setup="passive", cema=True)
-            invite(ue, d, offer, "gnutls-serv-1")
-            inv = core.expect("INVITE")
-            core.reply(
-                inv, 200, "OK", d.core_port, to_tag="b1", body=core_answer(core_port, cema=True)
-            )
-            ok = ue.expect(200)
+            _, ok = msrp_call(d, ue, core, offer, "gnutls-serv-1", core_port, cema=True)
             _, proto, attrs = media(ok.body)
             assert proto == "TCP/TLS/MSRP" and attrs["setup"] == "active"
-            in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
-            core.expect("ACK")
             # The core leg comes up only once the TLS towards gnutls-serv is (fingerprint matched).
             conn, _ = listener.accept()
             conn.settimeout(TIMEOUT)
@@ -406,14 +401,7 @@ def test_gnutls_serv_wrong_certificate_fails_handshake_and_ends_call(
     try:
         with gnutls_serv(impostor, tmp_path / "serv", VERSIONS[version]) as (srv, port, _, err):
             offer = ue_offer(port, signalled.fingerprint.to_sdp(), setup="passive", cema=True)
-            invite(ue, d, offer, "gnutls-serv-bad")
-            inv = core.expect("INVITE")
-            core.reply(
-                inv, 200, "OK", d.core_port, to_tag="b1", body=core_answer(core_port, cema=True)
-            )
-            ok = ue.expect(200)
-            in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
-            core.expect("ACK")
+            msrp_call(d, ue, core, offer, "gnutls-serv-bad", core_port, cema=True)
             torn_down_both_ways(d, ue, core, "gnutls-serv-bad")
             # gnutls-serv saw the connection and the handshake failed; nothing was echoed.
             text = wait_for_text(err, "Error in handshake", srv)
