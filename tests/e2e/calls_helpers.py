@@ -204,6 +204,10 @@ class MediaPeer:
         return data, addr
 
 
+# (UE, core) RTP sockets of one test: the `rtp_peers` fixture (conftest), closed after the test.
+RtpPeers = tuple[MediaPeer, MediaPeer]
+
+
 def srtp_both_ways(
     ue_media: MediaPeer,
     core_media: MediaPeer,

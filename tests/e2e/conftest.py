@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.calls_helpers import MediaPeer, RtpPeers
 from tests.e2e.daemon import Daemon, make_daemon
 from tests.e2e.sipp_e2ae import UeMedia
 from tests.e2e.sipua import UdpPeer
@@ -70,3 +71,14 @@ def ue_media() -> Iterator[UeMedia]:
         yield m
     finally:
         m.close()
+
+
+@pytest.fixture
+def rtp_peers() -> Iterator[RtpPeers]:
+    """A UE and a core RTP socket on loopback (the Python-peer call tests), closed after."""
+    ue_media, core_media = MediaPeer.bind(), MediaPeer.bind()
+    try:
+        yield ue_media, core_media
+    finally:
+        ue_media.close()
+        core_media.close()

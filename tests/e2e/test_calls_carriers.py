@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.e2e.calls_helpers import (
-    MediaPeer,
+    RtpPeers,
     assert_released,
     audio_offer,
     audio_port,
@@ -85,41 +85,37 @@ a=sendrecv
 """
 
 
-def test_terminating_rtp_k21_k22_and_media(peers: Any) -> None:
+def test_terminating_rtp_k21_k22_and_media(peers: Any, rtp_peers: RtpPeers) -> None:
     d, ue, core = peers
     register(d, ue, core)
-    ue_media, core_media = MediaPeer.bind(), MediaPeer.bind()
-    try:
-        core_invite(core, d, ue, plain(core_media.port), "term-1")
-        inv = ue.expect("INVITE")
-        # TS 33.328 7.3.1 step 4: SRTP, our crypto lines (K21), 3ge2ae:applied, gateway address
-        _, agw_access, proto = audio_port(inv.body)
-        assert proto == "RTP/SAVP"
-        lines = crypto_lines(inv.body)
-        assert lines and lines[0].startswith("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:")
-        assert all("|" not in ln for ln in lines)  # no lifetime, no MKI
-        assert b"a=3ge2ae:applied" in inv.body
-        suite, k21 = key_of(lines[0])
-        ue.reply(inv, 200, "OK", d.access_port, to_tag="u1", body=ue_answer(port=ue_media.port))
-        ok = core.expect(200)
-        _, agw_core, proto = audio_port(ok.body)
-        # step 7: RTP towards the core, UE crypto removed
-        assert proto == "RTP/AVP" and b"a=crypto" not in ok.body and b"3ge2ae" not in ok.body
-        in_dialog(core, ok, "ACK", 1, d.core_port, uac=True)
-        ue.expect("ACK")
-        # UE SRTP with K22 -> core as RTP; core RTP -> UE as SRTP protected with K21
-        srtp_both_ways(
-            ue_media,
-            core_media,
-            agw_access=agw_access,
-            agw_core=agw_core,
-            from_ue=("AES_CM_128_HMAC_SHA1_80", b64(K22)),
-            to_ue=(suite, k21),
-        )
-        core_hangs_up(d, ue, core, ok)
-    finally:
-        ue_media.close()
-        core_media.close()
+    ue_media, core_media = rtp_peers
+    core_invite(core, d, ue, plain(core_media.port), "term-1")
+    inv = ue.expect("INVITE")
+    # TS 33.328 7.3.1 step 4: SRTP, our crypto lines (K21), 3ge2ae:applied, gateway address
+    _, agw_access, proto = audio_port(inv.body)
+    assert proto == "RTP/SAVP"
+    lines = crypto_lines(inv.body)
+    assert lines and lines[0].startswith("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:")
+    assert all("|" not in ln for ln in lines)  # no lifetime, no MKI
+    assert b"a=3ge2ae:applied" in inv.body
+    suite, k21 = key_of(lines[0])
+    ue.reply(inv, 200, "OK", d.access_port, to_tag="u1", body=ue_answer(port=ue_media.port))
+    ok = core.expect(200)
+    _, agw_core, proto = audio_port(ok.body)
+    # step 7: RTP towards the core, UE crypto removed
+    assert proto == "RTP/AVP" and b"a=crypto" not in ok.body and b"3ge2ae" not in ok.body
+    in_dialog(core, ok, "ACK", 1, d.core_port, uac=True)
+    ue.expect("ACK")
+    # UE SRTP with K22 -> core as RTP; core RTP -> UE as SRTP protected with K21
+    srtp_both_ways(
+        ue_media,
+        core_media,
+        agw_access=agw_access,
+        agw_core=agw_core,
+        from_ue=("AES_CM_128_HMAC_SHA1_80", b64(K22)),
+        to_ue=(suite, k21),
+    )
+    core_hangs_up(d, ue, core, ok)
 
 
 def test_terminating_strips_foreign_3ge2ae_and_passes_savp(peers: Any) -> None:
@@ -265,36 +261,32 @@ def test_update_in_early_dialog(peers: Any) -> None:
     assert_released(d)
 
 
-def test_late_offer_in_200_answer_in_ack(peers: Any) -> None:
+def test_late_offer_in_200_answer_in_ack(peers: Any, rtp_peers: RtpPeers) -> None:
     d, ue, core = peers
     register(d, ue, core)
-    ue_media, core_media = MediaPeer.bind(), MediaPeer.bind()
-    try:
-        # INVITE without SDP from the UE; the core's 200 carries the offer (towards the UE:
-        # terminating-style, 3ge2ae:applied + K21); the UE's ACK carries the answer (K22).
-        invite(ue, d, None, "late-1")
-        inv = core.expect("INVITE")
-        assert not inv.body
-        core.reply(inv, 200, "OK", d.core_port, to_tag="b1", body=plain(core_media.port))
-        ok = ue.expect(200)
-        assert b"RTP/SAVP" in ok.body and b"a=3ge2ae:applied" in ok.body
-        _, agw_access, _ = audio_port(ok.body)
-        suite, k21 = key_of(crypto_lines(ok.body)[0])
-        in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True, body=ue_answer(port=ue_media.port))
-        ack = core.expect("ACK")
-        assert b"RTP/AVP" in ack.body and b"a=crypto" not in ack.body
-        _, agw_core, _ = audio_port(ack.body)
-        tx = srtp_session("AES_CM_128_HMAC_SHA1_80", b64(K22), outbound=True)
-        pkt = rtp_packet(1)
-        ue_media.sock.sendto(tx.protect(pkt), ("127.0.0.1", agw_access))
-        assert core_media.recv()[0] == pkt
-        rx = srtp_session(suite, k21, outbound=False)
-        core_media.sock.sendto(pkt, ("127.0.0.1", agw_core))
-        assert rx.unprotect(ue_media.recv()[0]) == pkt
-        ue_hangs_up(d, ue, core, ok)
-    finally:
-        ue_media.close()
-        core_media.close()
+    ue_media, core_media = rtp_peers
+    # INVITE without SDP from the UE; the core's 200 carries the offer (towards the UE:
+    # terminating-style, 3ge2ae:applied + K21); the UE's ACK carries the answer (K22).
+    invite(ue, d, None, "late-1")
+    inv = core.expect("INVITE")
+    assert not inv.body
+    core.reply(inv, 200, "OK", d.core_port, to_tag="b1", body=plain(core_media.port))
+    ok = ue.expect(200)
+    assert b"RTP/SAVP" in ok.body and b"a=3ge2ae:applied" in ok.body
+    _, agw_access, _ = audio_port(ok.body)
+    suite, k21 = key_of(crypto_lines(ok.body)[0])
+    in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True, body=ue_answer(port=ue_media.port))
+    ack = core.expect("ACK")
+    assert b"RTP/AVP" in ack.body and b"a=crypto" not in ack.body
+    _, agw_core, _ = audio_port(ack.body)
+    tx = srtp_session("AES_CM_128_HMAC_SHA1_80", b64(K22), outbound=True)
+    pkt = rtp_packet(1)
+    ue_media.sock.sendto(tx.protect(pkt), ("127.0.0.1", agw_access))
+    assert core_media.recv()[0] == pkt
+    rx = srtp_session(suite, k21, outbound=False)
+    core_media.sock.sendto(pkt, ("127.0.0.1", agw_core))
+    assert rx.unprotect(ue_media.recv()[0]) == pkt
+    ue_hangs_up(d, ue, core, ok)
 
 
 def test_forking_two_early_dialogs_collapse_to_the_confirmed_one(peers: Any) -> None:

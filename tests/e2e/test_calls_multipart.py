@@ -15,7 +15,7 @@ from typing import Any
 from pcscf_alg.sip.message import SipMessage
 from tests.e2e.calls_helpers import (
     K11,
-    MediaPeer,
+    RtpPeers,
     assert_released,
     audio_offer,
     b64,
@@ -72,92 +72,84 @@ def sdp_port(sdp: bytes) -> tuple[int, str]:
     raise AssertionError(sdp)
 
 
-def test_originating_emergency_style_sdp_plus_pidf(peers: Any) -> None:
+def test_originating_emergency_style_sdp_plus_pidf(peers: Any, rtp_peers: RtpPeers) -> None:
     d, ue, core = peers
     register(d, ue, core)
-    ue_media, core_media = MediaPeer.bind(), MediaPeer.bind()
-    try:
-        body = multipart("loc-boundary", audio_offer(ue_media.port), "application/pidf+xml", PIDF)
-        invite(
-            ue, d, body, "mp-orig-1", content_type="multipart/mixed;boundary=loc-boundary",
-            extra="Geolocation: <cid:part2@ims.test>",
-        )
-        inv = core.expect("INVITE")
-        got = parts(inv)
-        sdp = got["application/sdp"]
-        agw_core, proto = sdp_port(sdp)
-        # TS 33.328 7.2.1 step 3 inside the multipart: plain RTP, no keys, no indication
-        assert proto == "RTP/AVP"
-        assert b"a=crypto" not in inv.body and b"3ge2ae" not in inv.body
-        assert K11.encode() not in inv.body
-        # the location part crossed byte for byte, boundary and Geolocation untouched
-        assert got["application/pidf+xml"] == PIDF.replace("\n", "\r\n").encode()
-        assert inv.headers.get("geolocation") == "<cid:part2@ims.test>"
-        core.reply(inv, 200, "OK", d.core_port, to_tag="mp1", body=plain(core_media.port))
-        ok = ue.expect(200)
-        agw_access, proto = sdp_port(ok.body)
-        assert proto == "RTP/SAVP"
-        (line,) = crypto_lines(ok.body)
-        suite, k12 = key_of(line)
-        in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
-        core.expect("ACK")
-        # media through the gateway: SRTP (K11) -> RTP, RTP -> SRTP (K12)
-        srtp_both_ways(
-            ue_media,
-            core_media,
-            agw_access=agw_access,
-            agw_core=agw_core,
-            from_ue=("AES_CM_128_HMAC_SHA1_80", b64(K11)),
-            to_ue=(suite, k12),
-        )
-        ue_hangs_up(d, ue, core, ok)
-    finally:
-        ue_media.close()
-        core_media.close()
+    ue_media, core_media = rtp_peers
+    body = multipart("loc-boundary", audio_offer(ue_media.port), "application/pidf+xml", PIDF)
+    invite(
+        ue, d, body, "mp-orig-1", content_type="multipart/mixed;boundary=loc-boundary",
+        extra="Geolocation: <cid:part2@ims.test>",
+    )
+    inv = core.expect("INVITE")
+    got = parts(inv)
+    sdp = got["application/sdp"]
+    agw_core, proto = sdp_port(sdp)
+    # TS 33.328 7.2.1 step 3 inside the multipart: plain RTP, no keys, no indication
+    assert proto == "RTP/AVP"
+    assert b"a=crypto" not in inv.body and b"3ge2ae" not in inv.body
+    assert K11.encode() not in inv.body
+    # the location part crossed byte for byte, boundary and Geolocation untouched
+    assert got["application/pidf+xml"] == PIDF.replace("\n", "\r\n").encode()
+    assert inv.headers.get("geolocation") == "<cid:part2@ims.test>"
+    core.reply(inv, 200, "OK", d.core_port, to_tag="mp1", body=plain(core_media.port))
+    ok = ue.expect(200)
+    agw_access, proto = sdp_port(ok.body)
+    assert proto == "RTP/SAVP"
+    (line,) = crypto_lines(ok.body)
+    suite, k12 = key_of(line)
+    in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
+    core.expect("ACK")
+    # media through the gateway: SRTP (K11) -> RTP, RTP -> SRTP (K12)
+    srtp_both_ways(
+        ue_media,
+        core_media,
+        agw_access=agw_access,
+        agw_core=agw_core,
+        from_ue=("AES_CM_128_HMAC_SHA1_80", b64(K11)),
+        to_ue=(suite, k12),
+    )
+    ue_hangs_up(d, ue, core, ok)
 
 
-def test_terminating_offer_and_answer_in_multipart_bodies(peers: Any) -> None:
+def test_terminating_offer_and_answer_in_multipart_bodies(peers: Any, rtp_peers: RtpPeers) -> None:
     d, ue, core = peers
     register(d, ue, core)
-    ue_media, core_media = MediaPeer.bind(), MediaPeer.bind()
-    try:
-        body = multipart("rl", plain(core_media.port), "application/resource-lists+xml", RLS)
-        core_invite(
-            core, d, ue, body, "mp-term-1", content_type='multipart/mixed; boundary="rl"'
-        )
-        inv = ue.expect("INVITE")
-        got = parts(inv)
-        # TS 33.328 7.3.1 step 4 inside the multipart: SRTP with K21 and 3ge2ae:applied
-        agw_access, proto = sdp_port(got["application/sdp"])
-        assert proto == "RTP/SAVP"
-        assert b"a=3ge2ae:applied" in got["application/sdp"]
-        suite, k21 = key_of(crypto_lines(got["application/sdp"])[0])
-        assert got["application/resource-lists+xml"] == RLS.replace("\n", "\r\n").encode()
-        # the UE answers in a multipart body as well
-        answer = multipart("ans", ue_answer(port=ue_media.port), "text/plain", "hello")
-        ue.reply(
-            inv, 200, "OK", d.access_port, to_tag="u-mp", body=answer,
-            content_type="multipart/mixed;boundary=ans",
-        )
-        ok = core.expect(200)
-        got = parts(ok)
-        agw_core, proto = sdp_port(got["application/sdp"])
-        assert proto == "RTP/AVP" and b"a=crypto" not in ok.body and K22.encode() not in ok.body
-        assert got["text/plain"] == b"hello"
-        in_dialog(core, ok, "ACK", 1, d.core_port, uac=True)
-        ue.expect("ACK")
-        srtp_both_ways(
-            ue_media,
-            core_media,
-            agw_access=agw_access,
-            agw_core=agw_core,
-            from_ue=("AES_CM_128_HMAC_SHA1_80", b64(K22)),
-            to_ue=(suite, k21),
-        )
-        core_hangs_up(d, ue, core, ok)
-    finally:
-        ue_media.close()
-        core_media.close()
+    ue_media, core_media = rtp_peers
+    body = multipart("rl", plain(core_media.port), "application/resource-lists+xml", RLS)
+    core_invite(
+        core, d, ue, body, "mp-term-1", content_type='multipart/mixed; boundary="rl"'
+    )
+    inv = ue.expect("INVITE")
+    got = parts(inv)
+    # TS 33.328 7.3.1 step 4 inside the multipart: SRTP with K21 and 3ge2ae:applied
+    agw_access, proto = sdp_port(got["application/sdp"])
+    assert proto == "RTP/SAVP"
+    assert b"a=3ge2ae:applied" in got["application/sdp"]
+    suite, k21 = key_of(crypto_lines(got["application/sdp"])[0])
+    assert got["application/resource-lists+xml"] == RLS.replace("\n", "\r\n").encode()
+    # the UE answers in a multipart body as well
+    answer = multipart("ans", ue_answer(port=ue_media.port), "text/plain", "hello")
+    ue.reply(
+        inv, 200, "OK", d.access_port, to_tag="u-mp", body=answer,
+        content_type="multipart/mixed;boundary=ans",
+    )
+    ok = core.expect(200)
+    got = parts(ok)
+    agw_core, proto = sdp_port(got["application/sdp"])
+    assert proto == "RTP/AVP" and b"a=crypto" not in ok.body and K22.encode() not in ok.body
+    assert got["text/plain"] == b"hello"
+    in_dialog(core, ok, "ACK", 1, d.core_port, uac=True)
+    ue.expect("ACK")
+    srtp_both_ways(
+        ue_media,
+        core_media,
+        agw_access=agw_access,
+        agw_core=agw_core,
+        from_ue=("AES_CM_128_HMAC_SHA1_80", b64(K22)),
+        to_ue=(suite, k21),
+    )
+    core_hangs_up(d, ue, core, ok)
 
 
 def test_malformed_multipart_offer_is_refused_400_and_leaves_nothing(peers: Any) -> None:

@@ -13,6 +13,7 @@ import pytest
 from tests.e2e.calls_helpers import (
     K11,
     MediaPeer,
+    RtpPeers,
     assert_released,
     audio_offer,
     audio_port,
@@ -40,63 +41,59 @@ a=sendrecv
 """
 
 
-def test_originating_rtp_srtp_to_rtp_and_back(peers: Any) -> None:
+def test_originating_rtp_srtp_to_rtp_and_back(peers: Any, rtp_peers: RtpPeers) -> None:
     d, ue, core = peers
     register(d, ue, core)
-    ue_media, core_media = MediaPeer.bind(), MediaPeer.bind()
-    try:
-        invite(ue, d, audio_offer(ue_media.port), "orig-rtp-1")
-        inv = core.expect("INVITE")
-        _, agw_core_port, proto = audio_port(inv.body)
-        # TS 33.328 7.2.1 step 3: plain RTP, no crypto, no 3ge2ae, gateway core address
-        assert proto == "RTP/AVP"
-        assert b"a=crypto" not in inv.body and b"3ge2ae" not in inv.body
-        assert agw_core_port != ue_media.port
-        core.reply(
-            inv, 200, "OK", d.core_port, to_tag="b1", body=PLAIN_ANSWER.format(port=core_media.port)
-        )
-        ok = ue.expect(200)
-        _, agw_access_port, proto = audio_port(ok.body)
-        assert proto == "RTP/SAVP"
-        lines = crypto_lines(ok.body)
-        # exactly one a=crypto, tag and suite of the selected line (K11 = tag 1), new key,
-        # no lifetime, no MKI (7.2.1 step 8)
-        assert len(lines) == 1, ok.body
-        assert lines[0].startswith("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:")
-        assert "|" not in lines[0]
-        suite, k12 = key_of(lines[0])
-        assert k12 != b64(K11)
-        assert b"3ge2ae" not in ok.body
-        in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
+    ue_media, core_media = rtp_peers
+    invite(ue, d, audio_offer(ue_media.port), "orig-rtp-1")
+    inv = core.expect("INVITE")
+    _, agw_core_port, proto = audio_port(inv.body)
+    # TS 33.328 7.2.1 step 3: plain RTP, no crypto, no 3ge2ae, gateway core address
+    assert proto == "RTP/AVP"
+    assert b"a=crypto" not in inv.body and b"3ge2ae" not in inv.body
+    assert agw_core_port != ue_media.port
+    core.reply(
+        inv, 200, "OK", d.core_port, to_tag="b1", body=PLAIN_ANSWER.format(port=core_media.port)
+    )
+    ok = ue.expect(200)
+    _, agw_access_port, proto = audio_port(ok.body)
+    assert proto == "RTP/SAVP"
+    lines = crypto_lines(ok.body)
+    # exactly one a=crypto, tag and suite of the selected line (K11 = tag 1), new key,
+    # no lifetime, no MKI (7.2.1 step 8)
+    assert len(lines) == 1, ok.body
+    assert lines[0].startswith("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:")
+    assert "|" not in lines[0]
+    suite, k12 = key_of(lines[0])
+    assert k12 != b64(K11)
+    assert b"3ge2ae" not in ok.body
+    in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
 
-        # UE A -> core: SRTP with K11 arrives as RTP, payload byte-identical
-        tx = srtp_session("AES_CM_128_HMAC_SHA1_80", b64(K11), outbound=True)
-        for seq in range(1, 6):
-            pkt = rtp_packet(seq, payload=bytes([seq]) * 40)
-            ue_media.sock.sendto(tx.protect(pkt), ("127.0.0.1", agw_access_port))
-            got, src = core_media.recv()
-            assert got == pkt
-            assert src[1] == agw_core_port
-        # core -> UE A: RTP arrives as SRTP that decrypts with K12
-        rx = srtp_session(suite, k12, outbound=False)
-        for seq in range(100, 105):
-            pkt = rtp_packet(seq, ssrc=0x55667788, payload=b"core" * 10)
-            core_media.sock.sendto(pkt, ("127.0.0.1", agw_core_port))
-            got, src = ue_media.recv()
-            assert got != pkt
-            assert rx.unprotect(got) == pkt
-            assert src[1] == agw_access_port
-        # a tampered packet is dropped (and counted by the gateway)
-        bad = bytearray(tx.protect(rtp_packet(6)))
-        bad[20] ^= 0xFF
-        ue_media.sock.sendto(bytes(bad), ("127.0.0.1", agw_access_port))
-        with pytest.raises(TimeoutError):
-            core_media.recv(timeout=0.3)
+    # UE A -> core: SRTP with K11 arrives as RTP, payload byte-identical
+    tx = srtp_session("AES_CM_128_HMAC_SHA1_80", b64(K11), outbound=True)
+    for seq in range(1, 6):
+        pkt = rtp_packet(seq, payload=bytes([seq]) * 40)
+        ue_media.sock.sendto(tx.protect(pkt), ("127.0.0.1", agw_access_port))
+        got, src = core_media.recv()
+        assert got == pkt
+        assert src[1] == agw_core_port
+    # core -> UE A: RTP arrives as SRTP that decrypts with K12
+    rx = srtp_session(suite, k12, outbound=False)
+    for seq in range(100, 105):
+        pkt = rtp_packet(seq, ssrc=0x55667788, payload=b"core" * 10)
+        core_media.sock.sendto(pkt, ("127.0.0.1", agw_core_port))
+        got, src = ue_media.recv()
+        assert got != pkt
+        assert rx.unprotect(got) == pkt
+        assert src[1] == agw_access_port
+    # a tampered packet is dropped (and counted by the gateway)
+    bad = bytearray(tx.protect(rtp_packet(6)))
+    bad[20] ^= 0xFF
+    ue_media.sock.sendto(bytes(bad), ("127.0.0.1", agw_access_port))
+    with pytest.raises(TimeoutError):
+        core_media.recv(timeout=0.3)
 
-        ue_hangs_up(d, ue, core, ok)
-    finally:
-        ue_media.close()
-        core_media.close()
+    ue_hangs_up(d, ue, core, ok)
 
 
 def test_unregistered_e2ae_request_is_rejected_488_and_leaves_nothing(peers: Any) -> None:
