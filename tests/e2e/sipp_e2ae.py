@@ -129,6 +129,23 @@ def cryptos(sdp: Sdp, kind: str = "audio") -> list[CryptoAttr]:
     return [parse_crypto(v) for v in media(sdp, kind).attrs("crypto")]
 
 
+SUITE80 = "AES_CM_128_HMAC_SHA1_80"
+
+
+def answered_k12(ue_sdp: Sdp, ue_keys: tuple[str, str]) -> str:
+    """TS 33.328 7.2.1 steps 7-8 as the UE sees the answer: one a=crypto with the tag and suite
+    of the UE's first line (tag 1, AES_CM_128_HMAC_SHA1_80), no lifetime or MKI, and a key of
+    the gateway's (K12), not one of the UE's own; returned as base64."""
+    (k12,) = cryptos(ue_sdp)
+    assert (k12.tag, k12.suite) == (1, SUITE80)
+    assert k12.key.lifetime is None and k12.key.mki_value is None
+    line = media(ue_sdp, "audio").attr("crypto")
+    assert line is not None
+    k12_b64 = line.split("inline:", 1)[1]
+    assert k12_b64 not in ue_keys
+    return k12_b64
+
+
 # ---------------------------------------------------------------------------------- keys, certs
 
 

@@ -21,8 +21,10 @@ import yaml
 from tests.e2e.daemon import Daemon
 from tests.e2e.sipp_e2ae import (
     HOST,
+    SUITE80,
     UeMedia,
     addr,
+    answered_k12,
     assert_released,
     cryptos,
     exchange_plain_rtp,
@@ -40,7 +42,6 @@ from tests.e2e.sipp_e2ae import (
     wait_traced,
 )
 
-SUITE80 = "AES_CM_128_HMAC_SHA1_80"
 REQ = "\r\na=3ge2ae:requested"
 CEMA = "\r\na=msrp-cema"
 BOTH = "sdes-srtp;mediasec, msrp-tls;mediasec"
@@ -152,11 +153,7 @@ def test_originating_rtp_and_msrp(
         core_sdp, ue_sdp = sdp_of(inv), sdp_of(ok)
         # RTP: the UE's answer carries exactly one crypto line: the selected tag, its suite, a new
         # key, no lifetime (also checked by the scenario)
-        (k12,) = cryptos(ue_sdp)
-        assert (k12.tag, k12.suite) == (1, SUITE80)
-        assert k12.key.lifetime is None and k12.key.mki_value is None
-        k12_b64 = media(ue_sdp, "audio").attr("crypto").split("inline:", 1)[1]  # type: ignore[union-attr]
-        assert k12_b64 not in (ue_media.k1, ue_media.k2)
+        k12_b64 = answered_k12(ue_sdp, (ue_media.k1, ue_media.k2))
         exchange_srtp(
             ue=ue_media.rtp,
             ue_tx_key=ue_media.k1,

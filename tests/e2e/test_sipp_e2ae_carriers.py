@@ -12,6 +12,7 @@ import pytest
 from pcscf_alg.sdp.model import Sdp
 from tests.e2e.daemon import Daemon
 from tests.e2e.sipp_e2ae import (
+    SUITE80,
     UeMedia,
     addr,
     all_received,
@@ -25,8 +26,6 @@ from tests.e2e.sipp_e2ae import (
     udp_socket,
     wait_traced,
 )
-
-SUITE80 = "AES_CM_128_HMAC_SHA1_80"
 
 
 def ports(p: UeMedia) -> tuple[str, str]:
