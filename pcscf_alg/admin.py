@@ -27,6 +27,8 @@ def stats(app: App) -> dict[str, Any]:
         "transactions": {side.value: len(layer) for side, layer in p.layers.items()},
         "client_transactions": {side.value: la.client_count for side, la in p.layers.items()},
         "tcp_connections": {s.value: t.connection_count for s, t in app.transports.items()},
+        # the TCP front door per listener: caps, deadlines, oversize (pcscf_alg/transport.py)
+        "transport": {s.value: asdict(t.counters) for s, t in app.transports.items()},
     }
     if p.calls is not None:
         out.update(p.calls.stats())

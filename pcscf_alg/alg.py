@@ -76,6 +76,9 @@ DEFAULT_MAX_FORWARDS = 70
 TIMER_C = 181.0
 # Distinct Route/Request-URI hosts whose resolution we remember (they come from peers).
 ROUTE_CACHE_SIZE = 4096
+# Source addresses whose failed security agreements we count (a bounded table: an attacker
+# with many addresses evicts old entries rather than growing it).
+SECAGREE_TRACKED = 4096
 ALLOW = "INVITE, ACK, CANCEL, BYE, PRACK, UPDATE, OPTIONS, MESSAGE, REFER, NOTIFY, SUBSCRIBE, INFO"
 
 
@@ -149,6 +152,12 @@ class Counters:
     timeouts: int = 0
     registrations: int = 0
     rejected_unregistered: int = 0
+    too_large: int = 0  # over sip.max_message_bytes (513 to requests, responses dropped)
+    # requests refused / responses dropped because of where they came from (issue 11: core
+    # side outside `sip.core_networks`, in-dialog requests not from the dialog's UE)
+    rejected_source: int = 0
+    rejected_encoding: int = 0  # 415: a Content-Encoding on an offer/answer carrier
+    secagree_throttled: int = 0  # 503: too many failed security agreements from one address
     by_status: dict[int, int] = field(default_factory=dict)
 
 
@@ -168,8 +177,12 @@ class Pcscf:
         self._send = send
         t = timers or tx.Timers(T1=cfg.sip.t1, T2=cfg.sip.t2, T4=cfg.sip.t4)
         self.layers: dict[Side, tx.TransactionLayer] = {
-            Side.ACCESS: tx.TransactionLayer(t),
-            Side.CORE: tx.TransactionLayer(t),
+            side: tx.TransactionLayer(
+                t,
+                max_server_transactions=cfg.sip.max_transactions,
+                retry_after=cfg.sip.overload_retry_after_s,
+            )
+            for side in (Side.ACCESS, Side.CORE)
         }
         self.addr: dict[Side, tuple[str, int]] = {
             Side.ACCESS: (cfg.sip.access.host, cfg.sip.access.port),
@@ -181,6 +194,13 @@ class Pcscf:
         self._sec_server_text = format_mechanisms(self._sec_server)
         self._hosts: dict[str, str] = {"localhost": "127.0.0.1", **dict(cfg.sip.hosts)}
         self._egress = [ipaddress.ip_network(n) for n in cfg.sip.egress_networks]
+        self._core_nets = [ipaddress.ip_network(n) for n in cfg.sip.core_networks]
+        self._core_any = all(n.prefixlen == 0 for n in self._core_nets) and len(
+            {n.version for n in self._core_nets}
+        ) == 2
+        self._core_src_cache: dict[str, bool] = {}
+        # Failed security agreements per source address: host -> (window start, failures).
+        self._secagree_fail: dict[str, tuple[float, int]] = {}
         self._route_cache: dict[str, str | SipParseError] = {}
         self._route_us: dict[str, bool] = {}
         self.now = 0.0
@@ -193,6 +213,10 @@ class Pcscf:
         """A message arrived on `side` from `peer`."""
         self.now = now
         self.counters.received += 1
+        if len(data) > self.cfg.sip.max_message_bytes:
+            # A datagram over sip.max_message_bytes (TCP frames are held to it by the framer).
+            self.reject_too_large(data, side, peer)
+            return
         try:
             msg = parse_message(data, datagram=peer.transport == "udp")
         except SipParseError as e:
@@ -252,6 +276,21 @@ class Pcscf:
         self.layers[side].transport_error(Peer(transport, host, port), self.now)
         self.flush()
 
+    def reject_too_large(self, head: bytes, side: Side, peer: Peer) -> None:
+        """A message over `sip.max_message_bytes`: a UDP datagram, or the head of a TCP message
+        the framer refused. RFC 3261 §21.5.14: 513 to a request we can still address (from
+        its head: nothing else is parsed); a response or an ACK is dropped. Nothing of it is
+        forwarded, so nothing we send over UDP exceeds a datagram. Never raises."""
+        self.counters.too_large += 1
+        resp = salvage_response(head, 513, new_tag())
+        if resp is None:
+            self.counters.dropped += 1
+            return
+        self.counters.by_status[513] = self.counters.by_status.get(513, 0) + 1
+        limit = self.cfg.sip.max_message_bytes
+        resp.headers.add("Warning", self.warning(side, f"message over {limit} bytes"))
+        self._send(side, resp.serialize(), peer)
+
     def flush(self) -> None:
         """Handle the transaction layers' events, then send what every layer produced.
 
@@ -273,6 +312,14 @@ class Pcscf:
 
     # ------------------------------------------------------------------ requests
     def _on_request(self, msg: SipMessage, side: Side, peer: Peer, now: float) -> None:
+        if side is Side.CORE and not self._from_core_network(peer.host):
+            # The core listener trusts its peers with terminating and in-dialog requests:
+            # only the core network (`sip.core_networks`) may use it. Stateless: no state is
+            # created for a sender we do not serve.
+            self.counters.rejected_source += 1
+            if msg.method != "ACK":
+                self._reply_stateless(msg, side, peer, 403, "sender not in the core network")
+            return
         self._stamp_via(msg, peer)
         layer = self.layers[side]
         if msg.method == "ACK":
@@ -422,6 +469,23 @@ class Pcscf:
             return SipParseError(f"destination {ip} not allowed", 403)
         return ip
 
+    def _from_core_network(self, host: str) -> bool:
+        """Whether a sender on the core listener is inside `sip.core_networks` (cached, bounded:
+        source addresses come from the network)."""
+        if self._core_any:
+            return True
+        hit = self._core_src_cache.get(host)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(host.strip("[]"))
+                hit = any(addr in net for net in self._core_nets)
+            except ValueError:
+                hit = False
+            if len(self._core_src_cache) >= ROUTE_CACHE_SIZE:
+                self._core_src_cache.clear()
+            self._core_src_cache[host] = hit
+        return hit
+
     def egress_allowed(self, host: str) -> bool:
         try:
             addr = ipaddress.ip_address(host.strip("[]"))
@@ -498,6 +562,17 @@ class Pcscf:
     def _forward_in_dialog(
         self, txn: tx.ServerTransaction, msg: SipMessage, side: Side, peer: Peer, now: float
     ) -> None:
+        if side is Side.ACCESS and not self._dialog_source_ok(msg, peer):
+            self.counters.rejected_source += 1
+            log.info(
+                "%s %s from %s:%s refused: not the UE of this dialog",
+                msg.method,
+                msg.call_id,
+                peer.host,
+                peer.port,
+            )
+            self._reply(txn, side, 403, "Forbidden", warning="not from the UE of this dialog")
+            return
         self._pop_our_routes(msg)
         out_side = _other(side)
         dest = self._target(msg, to_ue=side is Side.CORE)
@@ -542,6 +617,25 @@ class Pcscf:
         ctx.client = client
         self.counters.forwarded_requests += 1
 
+    def _dialog_source_ok(self, msg: SipMessage, peer: Peer) -> bool:
+        """Whether an in-dialog request on the access side comes from the UE the dialog belongs
+        to (issue 11: whoever learns Call-ID and tags must not end or re-negotiate a call).
+
+        A call leg we hold knows its UE's flow (`CallManager.from_dialog_ue`): the request must
+        come over it, or over the flow that UE is registered on now. A dialog we hold no call
+        for (SUBSCRIBE, REFER, a call already ended) gets the rule of initial requests: a
+        registered flow, when `registration.require_for_originating` (TS 24.229 5.2.6.3)."""
+        if self.calls is not None:
+            verdict = self.calls.from_dialog_ue(msg, Side.ACCESS, peer)
+            if verdict is not None:
+                return verdict
+        if not self.cfg.registration.require_for_originating:
+            return True
+        try:
+            return self.reg.by_flow(Flow(peer.transport, peer.host, peer.port)) is not None
+        except ValueError:
+            return False
+
     def _originating_binding(self, msg: SipMessage, peer: Peer) -> Binding | None:
         """The binding of the flow a request came over; when the UE prefers an identity
         (P-Preferred-Identity), the binding registered for it on that flow (several IMPUs can
@@ -584,10 +678,26 @@ class Pcscf:
         if side is not Side.ACCESS:
             self._reply(txn, side, 403, "Forbidden", warning="REGISTER only on the access side")
             return
+        retry = self._secagree_throttled(peer.host, now)
+        if retry is not None:
+            self.counters.secagree_throttled += 1
+            self._reply(
+                txn,
+                side,
+                503,
+                "Service Unavailable",
+                warning="too many failed security agreements from this address",
+                extra=[("Retry-After", str(retry))],
+            )
+            return
         try:
             client_mechs = parse_security_header(msg.headers.get_raw_all("security-client"))
             check_security_verify(self._sec_server, msg.headers.get_raw_all("security-verify"))
+        except SipParseError:
+            self._secagree_failed(peer.host, now)
+            raise  # answered 400 by `receive`
         except RegistrationError as e:
+            self._secagree_failed(peer.host, now)
             self._reply(
                 txn,
                 side,
@@ -626,11 +736,44 @@ class Pcscf:
         )
         self._forward(txn, msg, side, Side.CORE, dest, now, reg)
 
+    def _secagree_failed(self, host: str, now: float) -> None:
+        """Count a failed security agreement from `host` in its current window."""
+        window = self.cfg.registration.secagree_window_s
+        start, n = self._secagree_fail.get(host, (now, 0))
+        if now - start >= window:
+            start, n = now, 0
+        if host not in self._secagree_fail and len(self._secagree_fail) >= SECAGREE_TRACKED:
+            # Bounded by design: drop windows that are over, else the oldest one.
+            over = [h for h, (t, _) in self._secagree_fail.items() if now - t >= window]
+            for h in over or [min(self._secagree_fail, key=lambda h: self._secagree_fail[h][0])]:
+                del self._secagree_fail[h]
+        self._secagree_fail[host] = (start, n + 1)
+
+    def _secagree_throttled(self, host: str, now: float) -> int | None:
+        """Seconds the REGISTERs of `host` are refused for (Retry-After), or None: after
+        `registration.secagree_max_failures` failed security agreements within
+        `registration.secagree_window_s`, the rest of that window. A UE that retries a 494 at
+        once (Asterisk with duplicated Security-Verify did, 32 rounds in 0.34 s) is told to
+        wait rather than kept in a loop with us."""
+        got = self._secagree_fail.get(host)
+        if got is None:
+            return None
+        start, n = got
+        left = self.cfg.registration.secagree_window_s - (now - start)
+        if left <= 0:
+            del self._secagree_fail[host]
+            return None
+        if n < self.cfg.registration.secagree_max_failures:
+            return None
+        return max(1, int(left + 0.999))
+
     def _register_response(self, ctx: ProxyCtx, resp: SipMessage, now: float) -> None:
         reg = ctx.reg
         assert reg is not None
         ok = 200 <= resp.status < 300
-        if self._sec_server and (ok or resp.status in (401, 407, 494)):
+        if self._sec_server and reg.mechanisms and (ok or resp.status in (401, 407, 494)):
+            # RFC 3329 §2.3.1: the server's list answers a client's; a UE that sent no
+            # Security-Client gets none (it would only learn what we support).
             # Spec README §1.2 item 2: Security-Server in the 401 and in the 200.
             resp.headers.add_after_last("Security-Server", self._sec_server_text, "cseq")
         if not ok:
@@ -716,6 +859,13 @@ class Pcscf:
         if invite is None:
             self._reply(txn, side, 481, "Call/Transaction Does Not Exist")
             return
+        src, orig = txn.peer, invite.peer
+        if side is Side.ACCESS and (src.host, src.port) != (orig.host, orig.port):
+            # RFC 3261 §9.1: the CANCEL comes from the INVITE's client. On the access side only
+            # that UE may cancel its call; anyone else who learnt the branch gets 403.
+            self.counters.rejected_source += 1
+            self._reply(txn, side, 403, "Forbidden", warning="not from the sender of the INVITE")
+            return
         # RFC 3261 §16.10: answer the CANCEL, then cancel the pending client transactions.
         layer.send_response(txn, make_response(msg, 200, "OK", to_tag=new_tag()), now)
         ictx = invite.user_data
@@ -732,6 +882,9 @@ class Pcscf:
 
     # ------------------------------------------------------------------ responses
     def _on_response(self, msg: SipMessage, side: Side, peer: Peer, now: float) -> None:
+        if side is Side.CORE and not self._from_core_network(peer.host):
+            self.counters.rejected_source += 1
+            return
         got = self.layers[side].receive_response(msg, peer, now)
         if got is None:
             return
@@ -768,6 +921,10 @@ class Pcscf:
             return  # already answered (e.g. 487 after CANCEL): a late final is not forwarded
         if resp.status >= 200:
             ctx.final_sent = True
+            if ctx.client is not None and ctx.request.method != "INVITE":
+                # Nothing downstream can change a non-INVITE once answered: let the completed
+                # client transaction (Timer K) stop holding this context (issue 11 item 6).
+                ctx.client.user_data = None
         self.counters.forwarded_responses += 1
         layer = self.layers[ctx.in_side]
         if not layer.send_response(ctx.server, resp, now) and 200 <= resp.status < 300:
@@ -800,12 +957,21 @@ class Pcscf:
         self._prepare_forward(msg, side, dest.transport)
         self._send(side, msg.serialize(), dest)
 
-    def answer(self, ctx: ProxyCtx, status: int, reason: str, warning: str | None = None) -> None:
+    def answer(
+        self,
+        ctx: ProxyCtx,
+        status: int,
+        reason: str,
+        warning: str | None = None,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
         """Answer the upstream side ourselves (used by the call layer, e.g. 488)."""
         if ctx.final_sent:
             return
         ctx.final_sent = True
-        self._reply(ctx.server, ctx.in_side, status, reason, warning=warning)
+        if status == 415:
+            self.counters.rejected_encoding += 1
+        self._reply(ctx.server, ctx.in_side, status, reason, warning=warning, extra=extra)
 
     # ------------------------------------------------------------------ events
     def _on_event(self, side: Side, ev: object) -> None:
@@ -834,6 +1000,9 @@ class Pcscf:
         """ACK for a 2xx: end to end, forwarded statelessly on the route set (RFC 3261 §16.11)."""
         mf = msg.headers.get("max-forwards")
         if mf is not None and int(mf) <= 0:
+            return
+        if side is Side.ACCESS and not self._dialog_source_ok(msg, source):
+            self.counters.rejected_source += 1  # an ACK is never answered: dropped
             return
         self._pop_our_routes(msg)
         out_side = _other(side)
@@ -882,6 +1051,8 @@ class Pcscf:
         warning: str | None = None,
         extra: list[tuple[str, str]] | None = None,
     ) -> None:
+        if txn.released:
+            return  # a final was sent already; the layer has dropped the request (issue 11)
         hdrs = list(extra or [])
         if warning:
             hdrs.append(("Warning", self.warning(side, warning)))
@@ -912,6 +1083,22 @@ class Pcscf:
             return
         hdrs = [("Warning", self.warning(side, err.reason))]
         resp = make_response(msg, status, REASON_PHRASES[status], to_tag=new_tag(), extra=hdrs)
+        self._send(side, resp.serialize(), peer)
+
+    def _reply_stateless(
+        self,
+        msg: SipMessage,
+        side: Side,
+        peer: Peer,
+        status: int,
+        warning: str,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """Answer without creating a transaction (a refusal that must cost us nothing)."""
+        hdrs = [*(extra or []), ("Warning", self.warning(side, warning))]
+        reason = REASON_PHRASES.get(status, "Service Unavailable" if status == 503 else "Error")
+        resp = make_response(msg, status, reason, to_tag=new_tag(), extra=hdrs)
+        self.counters.by_status[status] = self.counters.by_status.get(status, 0) + 1
         self._send(side, resp.serialize(), peer)
 
     def _answer_unparseable(self, data: bytes, side: Side, peer: Peer, err: SipParseError) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 from typing import Any
 
@@ -19,7 +20,7 @@ from pcscf_alg.config import Config
 from pcscf_alg.mediaplan import Side
 from pcscf_alg.registration import InMemoryRegistrationStore, RegistrationStore
 from pcscf_alg.sip.transaction import Peer
-from pcscf_alg.transport import SideTransport
+from pcscf_alg.transport import SideTransport, fd_budget
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class App:
         loop = asyncio.get_running_loop()
         s = self.cfg.sip
         await self._start_media()
+        max_conns = self._fit_fd_limit()
         for side, lst in ((Side.ACCESS, s.access), (Side.CORE, s.core)):
             t = SideTransport(
                 side.value,
@@ -50,7 +52,12 @@ class App:
                 udp=s.udp,
                 tcp=s.tcp,
                 idle_timeout=s.tcp_idle_timeout_s,
+                message_timeout=s.tcp_message_timeout_s,
+                max_connections=max_conns,
+                max_connections_per_ip=min(s.tcp_max_connections_per_ip, max_conns),
+                max_message_bytes=s.max_message_bytes,
                 on_send_failure=self._failure_handler(side),
+                on_too_large=self._too_large_handler(side),
             )
             await t.start()
             self.transports[side] = t
@@ -72,6 +79,44 @@ class App:
             "compiled (mypyc)" if compiled == len(_accel.MODULES) else "pure Python",
         )
 
+    def _fit_fd_limit(self) -> int:
+        """Raise the soft RLIMIT_NOFILE towards the hard limit so that both listeners' TCP caps,
+        the gateway's media ports and the rest (admin, outgoing connections) fit; when they
+        cannot, lower the TCP cap instead (logged): an accepted stranger's connection must never
+        take the descriptor a media port or the admin endpoint needs. Returns the per-listener
+        cap to use."""
+        s = self.cfg.sip
+        sides = 2 if s.tcp else 0
+        gw_cfg = getattr(self.gateway, "config", None)
+        media = 0
+        for rng in (getattr(gw_cfg, "rtp_ports", None), getattr(gw_cfg, "msrp_ports", None)):
+            if rng is not None:
+                media += rng[1] - rng[0] + 1
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want, _ = fd_budget(soft, s.tcp_max_connections, sides, media)
+        if want > soft:
+            target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+            if target > soft:
+                try:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                    soft = target
+                except (ValueError, OSError) as e:
+                    log.warning("cannot raise the open-file limit to %d: %s", target, e)
+        _, cap = fd_budget(soft, s.tcp_max_connections, sides, media)
+        if cap < s.tcp_max_connections:
+            log.warning(
+                "open-file limit %d (hard %s) cannot hold sip.tcp_max_connections=%d per listener "
+                "next to %d media ports: TCP connections capped at %d per listener",
+                soft,
+                "unlimited" if hard == resource.RLIM_INFINITY else hard,
+                s.tcp_max_connections,
+                media,
+                cap,
+            )
+        else:
+            log.info("open-file limit %d; TCP connections capped at %d per listener", soft, cap)
+        return cap
+
     async def _start_media(self) -> None:
         """Start the in-process IMS-AGW and the call layer (e2ae), when they are available."""
         try:
@@ -92,6 +137,16 @@ class App:
             self.arm_timer()
 
         return on_message
+
+    def _too_large_handler(self, side: Side):  # type: ignore[no-untyped-def]
+        pcscf = self.pcscf
+
+        def on_too_large(
+            head: bytes, transport: str, host: str, port: int, conn_id: int | None
+        ) -> None:
+            pcscf.reject_too_large(head, side, Peer(transport, host, port, conn_id))
+
+        return on_too_large
 
     def _failure_handler(self, side: Side):  # type: ignore[no-untyped-def]
         def on_failure(transport: str, host: str, port: int) -> None:

@@ -41,13 +41,14 @@ from pcscf_alg.li import KeyRecord, KeySink
 from pcscf_alg.mediaplan import Direction, MediaPlan, Side, StreamMode
 from pcscf_alg.policy.base import Policy
 from pcscf_alg.registration import Binding, Flow
-from pcscf_alg.sip.body import BodyError, is_multipart, locate_sdp, replace_sdp
+from pcscf_alg.sip.body import BodyError, check_readable, is_multipart, locate_sdp, replace_sdp
 from pcscf_alg.sip.headers import NameAddr, header_tag
 from pcscf_alg.sip.message import SipMessage
 
 if TYPE_CHECKING:
     from pcscf_alg.alg import Pcscf, ProxyCtx
     from pcscf_alg.app import App
+    from pcscf_alg.sip.transaction import Peer
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,20 @@ Rng = Callable[[int], bytes]
 
 def _sdp_body(msg: SipMessage, *, strict: bool = False) -> bytes | None:
     """The session SDP of a message: the body (application/sdp) or its SDP part (multipart,
-    RFC 5621; see `sip.body`), or None. A multipart body we cannot read raises `BodyError`
-    when `strict` (requests that can carry an offer: `on_request` refuses them), else counts
-    as none (responses and ACKs cannot be refused)."""
+    RFC 5621; see `sip.body`), or None. A body we cannot read raises `BodyError` when `strict`
+    (messages that can carry an offer or answer: the caller refuses them), else counts as none.
+
+    Unreadable: a `Content-Encoding` other than identity (RFC 3261 §20.12; issue 11: a gzip
+    SDP passed the e2ae engine unseen, the UE's keys with it), a body without Content-Type
+    (RFC 3261 §20.15 makes it mandatory), a multipart body we cannot delimit. What we have not
+    read is never forwarded as if it held no SDP."""
     body = msg.body
     if not body:
         return None
+    ctype = msg.headers.get("content-type")
     try:
-        loc = locate_sdp(msg.headers.get("content-type"), body)
+        check_readable(msg.headers.get("content-encoding"), ctype, body)
+        loc = locate_sdp(ctype, body)
     except BodyError:
         if strict:
             raise
@@ -166,6 +173,13 @@ class CallManager:
                 binding = None
         else:
             binding = self.pcscf._terminating_binding(msg.uri or "")
+        ue_peer = ctx.server.peer if ctx.in_side is Side.ACCESS else ctx.dest
+        try:
+            ue_flow = (
+                Flow(ue_peer.transport, ue_peer.host, ue_peer.port) if ue_peer is not None else None
+            )
+        except ValueError:
+            ue_flow = None
         subscriber = binding.impu if binding is not None else None
         if subscriber is None:
             hdr = msg.headers.get("from" if ctx.in_side is Side.ACCESS else "to") or ""
@@ -185,6 +199,7 @@ class CallManager:
             subscriber=subscriber,
             ue_binding_key=(binding.impu, binding.contact) if binding is not None else None,
             context_id=f"{msg.call_id}/{ctx.in_side.value}",
+            ue_flow=ue_flow,
             caller_cseq=msg.cseq[0],
             last_activity=self.pcscf.now,
         )
@@ -209,6 +224,26 @@ class CallManager:
             return other
         return None
 
+    def from_dialog_ue(self, msg: SipMessage, side: Side, peer: Peer) -> bool | None:
+        """Whether an in-dialog request arriving on `side` comes from the UE of the call leg it
+        belongs to: None when it belongs to no leg we hold. The UE's flow of the leg matches,
+        and so does the flow that UE's binding is registered on now (a re-registration over a
+        new TCP connection or after a NAT rebinding moves it)."""
+        call = self._leg(msg, side)
+        if call is None or call.ue_flow is None:
+            return None
+        try:
+            flow = Flow(peer.transport, peer.host, peer.port)
+        except ValueError:
+            return False
+        if flow == call.ue_flow:
+            return True
+        key = call.ue_binding_key
+        if key is not None:
+            b = self.pcscf.reg.by_flow(flow, key[0])
+            return b is not None and (b.impu, b.contact) == key
+        return False
+
     def on_request(self, ctx: ProxyCtx, msg: SipMessage, now: float) -> bool:
         method = msg.method or ""
         initial = self._is_initial(msg)
@@ -228,9 +263,19 @@ class CallManager:
             # An offer we cannot see must not pass: it may carry the UE's keys (TS 33.328 7.2.1
             # step 3) or leave the gateway out of the media path.
             log.info("%s refused: %s", method, e.reason)
-            reason = "Bad Request" if e.status == 400 else "Not Acceptable Here"
-            self.pcscf.answer(ctx, e.status, reason, e.reason)
-            return False
+            if e.status == 415:
+                # RFC 3261 §21.4.13 / §20.2: name what we accept.
+                self.pcscf.answer(
+                    ctx,
+                    415,
+                    "Unsupported Media Type",
+                    e.reason,
+                    extra=[("Accept-Encoding", "identity")],
+                )
+            else:
+                reason = "Bad Request" if e.status == 400 else "Not Acceptable Here"
+                self.pcscf.answer(ctx, e.status, reason, e.reason)
+            return False  # before any call state: nothing to release
         if method == "INVITE" and initial and body is None:
             # Late offer: remember the call; the offer will come in a response.
             self._new_call(ctx, msg)
@@ -271,7 +316,25 @@ class CallManager:
         call = self._leg(msg, side)
         if call is not None:
             call.last_activity = now
-        body = _sdp_body(msg)
+        try:
+            body = _sdp_body(msg, strict=True)
+        except BodyError as e:
+            if call is None:
+                return True  # not a call of ours: nothing of ours in it
+            tag = callee_tag_of(call, msg, side, is_response=False)
+            d = call.dialogs.get(tag) if tag else None
+            if d is not None and d.pending is not None and d.pending.offer_side is not side:
+                # The answer to our late offer, unreadable: it cannot be forwarded (it may hold
+                # the UE's keys) and the offer has no other answer (RFC 3264 §4): end the call.
+                log.info("call %s: unreadable answer in ACK: %s", call.call_id, e.reason)
+                self.teardown(call, f"unreadable answer in ACK: {e.reason}")
+                return False
+            # No answer expected: an ACK body is meaningless (RFC 3264), so it goes without it.
+            msg.body = b""
+            for name in ("Content-Type", "Content-Encoding", "Content-Disposition"):
+                msg.headers.remove(name)
+            msg.invalidate()
+            return True
         if call is None or body is None:
             return True
         tag = callee_tag_of(call, msg, side, is_response=False)
@@ -505,7 +568,12 @@ class CallManager:
         from_side: Side,
         initial: bool,
     ) -> bool:
-        body = _sdp_body(resp)
+        try:
+            body = _sdp_body(resp, strict=True)
+        except BodyError as e:
+            # An answer or offer we cannot read is not forwarded (issue 11 item 3): a
+            # provisional is dropped, a 2xx gets the offerer 488 and the answerer ACK + BYE.
+            return self._bad_answer(ctx, call, d, resp, e)
         if body is None:
             return True
         pending = d.pending if (d.pending is not None and not initial) else None
@@ -729,6 +797,8 @@ class CallManager:
             "calls": dataclasses.asdict(self.counters),
             "agw_ports": len(ports),
             "agw_contexts": len(getattr(self.gateway, "contexts", lambda: ())()),
+            # Packet counters summed over all streams (relayed, dropped, rejected_source...).
+            "agw_media": getattr(self.gateway, "media_totals", dict)(),
         }
 
 

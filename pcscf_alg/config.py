@@ -24,6 +24,11 @@ import yaml
 from pcscf_alg.errors import ConfigError, SipParseError
 from pcscf_alg.sip.headers import SipUri
 
+# sip.max_message_bytes at most: 65,507 (the largest IPv4 UDP payload) less 4 KiB for what a
+# forwarded message gains on its way (our Via and Record-Route, a rewritten SDP), so that
+# nothing we accept is too large to forward over UDP.
+MAX_MESSAGE_BYTES_LIMIT = 61_440
+
 
 @dataclass(frozen=True)
 class Listener:
@@ -45,11 +50,31 @@ class SipConfig:
     t2: float = 4.0
     t4: float = 5.0
     tcp_idle_timeout_s: float = 300.0
+    # The TCP front door (pcscf_alg/transport.py): accepted connections per listener, in total
+    # and per source address (over either a new one is closed at once); the time a message may
+    # take from its first byte to its last (Slowloris); the largest message we accept, on any
+    # transport (513 beyond, RFC 3261 §21.5.14). The total is lowered at start when
+    # RLIMIT_NOFILE cannot hold it next to the gateway's media ports (logged).
+    tcp_max_connections: int = 2048
+    tcp_max_connections_per_ip: int = 32
+    tcp_message_timeout_s: float = 10.0
+    max_message_bytes: int = 32_768
+    # Live server transactions per listener (access, core) before new requests get a stateless
+    # 503 + Retry-After (RFC 3261 §21.5.4): what a flood of unauthenticated requests (REGISTERs
+    # answered 401, held for Timer J = 64*T1) may cost is capped. Per side, so a flood on the
+    # access side cannot refuse terminating calls from the core. Retry-After defaults to
+    # Timer J rounded up (None), the time a completed transaction holds its slot.
+    max_transactions: int = 20000
+    overload_retry_after_s: int | None = None
     # Static name -> IP map: the daemon never blocks its loop on DNS (lab peers are named here).
     hosts: tuple[tuple[str, str], ...] = ()
     # Where SIP may be sent (requests and stateless responses); anything else is refused with
     # 403. An operator guard-rail, and what keeps loopback-only tests on 127.0.0.0/8.
     egress_networks: tuple[str, ...] = ("0.0.0.0/0", "::/0")
+    # Where requests and responses on the core listener may come from (the I-/S-CSCFs and the
+    # rest of the operator's core). Anything else is refused (403) or dropped: the core side
+    # is trusted with terminating calls and in-dialog requests, so it must not be open to all.
+    core_networks: tuple[str, ...] = ("0.0.0.0/0", "::/0")
 
 
 @dataclass(frozen=True)
@@ -59,6 +84,12 @@ class RegistrationConfig:
     require_for_originating: bool = True
     default_expires: int = 600000
     sweep_interval_s: float = 5.0
+    # A UE (source address) whose REGISTERs fail security agreement (RFC 3329 494, or a
+    # malformed Security-* header) this many times within the window gets 503 + Retry-After
+    # for the rest of the window instead of another 494: a misconfigured or hostile UE that
+    # retries at once must not keep the P-CSCF in a tight loop.
+    secagree_max_failures: int = 5
+    secagree_window_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -231,8 +262,15 @@ def parse_config(data: Any, file: str) -> Config:
             "t2",
             "t4",
             "tcp_idle_timeout_s",
+            "tcp_max_connections",
+            "tcp_max_connections_per_ip",
+            "tcp_message_timeout_s",
+            "max_message_bytes",
+            "max_transactions",
+            "overload_retry_after_s",
             "hosts",
             "egress_networks",
+            "core_networks",
         },
         required=True,
     )
@@ -243,6 +281,7 @@ def parse_config(data: Any, file: str) -> Config:
     nh = s.get_str("next_hop", None)
     nh_host, nh_port, nh_tr = _next_hop(file, "sip.next_hop", nh)
     t1 = s.get_float("t1", 0.5, 0.01, 10.0)
+    idle_timeout = s.get_float("tcp_idle_timeout_s", 300.0, 1.0, 86400.0)
     sip = SipConfig(
         access=access,
         core=core,
@@ -255,17 +294,57 @@ def parse_config(data: Any, file: str) -> Config:
         t1=t1,
         t2=s.get_float("t2", 4.0, t1, 60.0),
         t4=s.get_float("t4", 5.0, 0.0, 60.0),
-        tcp_idle_timeout_s=s.get_float("tcp_idle_timeout_s", 300.0, 1.0, 86400.0),
+        tcp_idle_timeout_s=idle_timeout,
+        tcp_max_connections=s.get_int("tcp_max_connections", 2048, 1, 1_000_000),
+        tcp_max_connections_per_ip=s.get_int("tcp_max_connections_per_ip", 32, 1, 1_000_000),
+        # Default: 10 s, or the idle timeout when that is shorter (a config setting only that
+        # stays valid).
+        tcp_message_timeout_s=s.get_float(
+            "tcp_message_timeout_s", min(10.0, idle_timeout), 0.1, 600.0
+        ),
+        max_message_bytes=s.get_int("max_message_bytes", 32_768, 1024, MAX_MESSAGE_BYTES_LIMIT),
+        max_transactions=s.get_int("max_transactions", 20000, 1, 10_000_000),
+        overload_retry_after_s=(
+            s.get_int("overload_retry_after_s", 0, 1, 86400)
+            if s.data.get("overload_retry_after_s") is not None
+            else None
+        ),
         hosts=_hosts(file, s.data.get("hosts")),
         egress_networks=_networks(file, "sip.egress_networks", s.data.get("egress_networks")),
+        core_networks=_networks(file, "sip.core_networks", s.data.get("core_networks")),
     )
     if not (sip.udp or sip.tcp):
         raise ConfigError(file, "sip.udp", "at least one of sip.udp and sip.tcp must be true")
-    rg = top.sub("registration", {"require_for_originating", "default_expires", "sweep_interval_s"})
+    if sip.tcp_max_connections_per_ip > sip.tcp_max_connections:
+        raise ConfigError(
+            file,
+            "sip.tcp_max_connections_per_ip",
+            f"must not exceed sip.tcp_max_connections ({sip.tcp_max_connections}), "
+            f"got {sip.tcp_max_connections_per_ip}",
+        )
+    if sip.tcp_message_timeout_s > sip.tcp_idle_timeout_s:
+        raise ConfigError(
+            file,
+            "sip.tcp_message_timeout_s",
+            f"must not exceed sip.tcp_idle_timeout_s ({sip.tcp_idle_timeout_s}), "
+            f"got {sip.tcp_message_timeout_s}",
+        )
+    rg = top.sub(
+        "registration",
+        {
+            "require_for_originating",
+            "default_expires",
+            "sweep_interval_s",
+            "secagree_max_failures",
+            "secagree_window_s",
+        },
+    )
     registration = RegistrationConfig(
         require_for_originating=rg.get_bool("require_for_originating", True),
         default_expires=rg.get_int("default_expires", 600000, 1, 2**31 - 1),
         sweep_interval_s=rg.get_float("sweep_interval_s", 5.0, 0.05, 3600.0),
+        secagree_max_failures=rg.get_int("secagree_max_failures", 5, 1, 1000),
+        secagree_window_s=rg.get_float("secagree_window_s", 60.0, 1.0, 86400.0),
     )
     dg = top.sub("dialogs", {"idle_timeout_s"})
     dialogs = DialogConfig(idle_timeout_s=dg.get_float("idle_timeout_s", 7200.0, 1.0, 7 * 86400.0))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from pcscf_alg.e2ae import AnswerResult, E2aeFlags, OfferState
 from pcscf_alg.mediaplan import Side
+from pcscf_alg.registration import Flow
 from pcscf_alg.sip.headers import NameAddr, SipUri, header_tag
 from pcscf_alg.sip.message import Headers, SipMessage
 
@@ -65,6 +66,10 @@ class Call:
     subscriber: str | None
     ue_binding_key: tuple[str, str] | None  # (impu, contact) of the UE's binding, if any
     context_id: str
+    # Where the UE of this leg sends from: the flow of its initial INVITE (originating), or the
+    # flow the INVITE was sent to (terminating). In-dialog requests on the access side must
+    # come over it (or the UE's current registered flow), else 403.
+    ue_flow: Flow | None = None
     caller_cseq: int = 1
     dialogs: dict[str, Dialog] = field(default_factory=dict)
     pending: PendingOffer | None = None  # the initial INVITE's offer, answered per early dialog

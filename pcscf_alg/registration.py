@@ -648,7 +648,8 @@ def check_security_verify(
     """
     if not security_verify_values:
         return
-    verify = parse_security_header(security_verify_values)
+    # Exact duplicates are one entry (see `parse_security_header`): no downgrade hides there.
+    verify = parse_security_header(security_verify_values, dedupe=True)
     if not verify_matches(server_sent, verify):
         # RFC 3329 §2.3.1: the server answers 494 (Security Agreement Required) on mismatch.
         raise RegistrationError("Security-Verify does not match Security-Server", 494)

@@ -34,6 +34,7 @@ from .mediaplan import (
     MediaPlan,
     SrtpKey,
     StreamPlan,
+    StreamRequest,
     StreamReservation,
 )
 from .policy import Policy, load_policy
@@ -86,6 +87,11 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="gateway address towards the core")
     p.add_argument("--access-port", type=int, default=40000, metavar="PORT")
     p.add_argument("--core-port", type=int, default=30000, metavar="PORT")
+    p.add_argument("--reoffer", metavar="FILE",
+                   help="a re-offer in the dialog of --offer/--answer (needs --answer): shows "
+                   "what happens to streams that were e2ae (policy e2ae_downgrade)")
+    p.add_argument("--reoffer-direction", choices=["originating", "orig", "terminating", "term"],
+                   help="who sends the re-offer (default: as --direction)")
     p.add_argument("--show-keys", action="store_true", help="print keys in clear")
     p.add_argument("--seed", type=int, metavar="N",
                    help="deterministic keys (for documentation and tests)")
@@ -188,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         policy = _load_policy(args.config)
         offer = _read(args.offer)
         answer = _read(args.answer) if args.answer else None
+        reoffer = _read(args.reoffer) if args.reoffer else None
     except ConfigError as e:
         print(f"pcscf-alg sdp: {e}", file=sys.stderr)
         return 2
@@ -201,24 +208,14 @@ def run(args: argparse.Namespace) -> int:
     out.write(f"# direction {direction.value} (TS 33.328 {clause}); UE e2ae "
               f"rtp={flags.ue_rtp} msrp={flags.ue_msrp}; network rtp={flags.net_rtp} "
               f"msrp={flags.net_msrp}; {policy.describe(args.subscriber)}\n")
+    if reoffer is not None and answer is None:
+        print("pcscf-alg sdp: --reoffer needs --answer", file=sys.stderr)
+        return 2
     stage = "offer"
     try:
         plan = plan_offer(offer, direction, flags, policy, args.subscriber,
                           anchor_all=args.anchor_all)
-        reservations = {}
-        for req in plan.requests:
-            acc = args.access_port + PORT_STEP * req.index
-            core = args.core_port + PORT_STEP * req.index
-            rtp = req.kind.value == "rtp"
-            reservations[req.index] = StreamReservation(
-                req.index, req.kind,
-                Endpoint(args.agw_access, acc, None if req.access_rtcp_mux or not rtp
-                         else acc + 1),
-                Endpoint(args.agw_core, core, None if req.core_rtcp_mux or not rtp
-                         else core + 1),
-                DRY_RUN_FINGERPRINT if req.want_local_fingerprint else None,
-            )
-        res = apply_offer(plan, reservations, rng)
+        res = apply_offer(plan, _reservations(args, plan.requests), rng)
         out.write(f"\n## offer P-CSCF -> {towards}\n")
         out.write(sdp_text(res.sdp))
         out.write("\n## decisions (offer)\n")
@@ -233,6 +230,20 @@ def run(args: argparse.Namespace) -> int:
         out.writelines(f"  {d}\n" for d in ans.decisions)
         out.write("\n## media plan for the gateway\n")
         out.writelines(line + "\n" for line in _plan_lines(ans.plan, show))
+        if reoffer is None:
+            return 0
+        stage = "re-offer"
+        re_dir = direction if args.reoffer_direction is None else (
+            Direction.ORIGINATING if args.reoffer_direction.startswith("orig")
+            else Direction.TERMINATING)
+        plan2 = plan_offer(reoffer, re_dir, flags, policy, args.subscriber,
+                           anchor_all=args.anchor_all, previous=ans)
+        res2 = apply_offer(plan2, _reservations(args, plan2.requests), rng)
+        out.write(f"\n## re-offer ({re_dir.value}) P-CSCF -> "
+                  f"{'core' if re_dir is Direction.ORIGINATING else 'UE'}\n")
+        out.write(sdp_text(res2.sdp))
+        out.write("\n## decisions (re-offer)\n")
+        out.writelines(f"  {d}\n" for d in res2.decisions)
         return 0
     except SdpError as e:
         out.write(f"\n## {stage} refused: {e.status} Not Acceptable Here\n")
@@ -241,6 +252,27 @@ def run(args: argparse.Namespace) -> int:
     except GatewayError as e:  # pragma: no cover - the simulated gateway always reserves
         print(f"pcscf-alg sdp: {e}", file=sys.stderr)
         return 2
+
+
+def _reservations(
+    args: argparse.Namespace, requests: Sequence[StreamRequest]
+) -> dict[int, StreamReservation]:
+    """The simulated gateway: the same ports for a stream index every time (as the real
+    gateway keeps a stream's ports across re-offers)."""
+    reservations: dict[int, StreamReservation] = {}
+    for req in requests:
+        acc = args.access_port + PORT_STEP * req.index
+        core = args.core_port + PORT_STEP * req.index
+        rtp = req.kind.value == "rtp"
+        reservations[req.index] = StreamReservation(
+            req.index, req.kind,
+            Endpoint(args.agw_access, acc, None if req.access_rtcp_mux or not rtp
+                     else acc + 1),
+            Endpoint(args.agw_core, core, None if req.core_rtcp_mux or not rtp
+                     else core + 1),
+            DRY_RUN_FINGERPRINT if req.want_local_fingerprint else None,
+        )
+    return reservations
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -113,6 +113,9 @@ class StreamStats:
     mki_mismatches: int = 0  # packets whose MKI did not match the signalled one (dropped)
     gated: int = 0  # dropped by Change Through-Connection
     dropped: int = 0  # other drops: malformed, send errors, key lifetime exhausted
+    # Dropped because they came from an address that may not send on this stream (agw
+    # strict_source): not the core's signalled address, or not the UE's IP in pass-through.
+    rejected_source: int = 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,9 @@ agw:
   # optional, with defaults:
   tls_handshake_timeout_s: 10
   msrp_idle_timeout_s: 3600
+  msrp_max_pending_connections: 8  # unauthenticated connections per MSRP access port
+  strict_source: true         # core-side media only from the core's signalled address (below)
+  max_streams_per_call: 16    # anchored streams one call may hold; more => 488
 ```
 """
 
@@ -38,6 +41,20 @@ DEFAULTS: dict[str, Any] = {
     # MSRP sessions are long-lived and may be silent (chat); RFC 4975 has no keep-alive, so the
     # idle limit must be long. One hour, like common SBC defaults for TCP media.
     "msrp_idle_timeout_s": 3600,
+    # Connections to one MSRP access port that have not yet authenticated as the UE (TLS
+    # handshake under way, or held until the answer configures the stream). One UE needs one,
+    # plus a retry or two; 8 leaves room for those while an intruder's connections are around,
+    # and bounds the TLS state and file descriptors anyone can hold per port (issue 11).
+    "msrp_max_pending_connections": 8,
+    # Strict source (rtpengine's strict-source, IP *and* port): RTP/RTCP reaching a core-side
+    # port is relayed only from the address the core signalled for that stream, so nobody else
+    # can speak into a call (issue 11: media injection under K12). In pass-through the UE side
+    # latches only on packets from the IP the UE signalled. `false` relays from anyone.
+    "strict_source": True,
+    # Anchored streams (port pairs / MSRP legs) one call may hold. A VoLTE/ViLTE call with
+    # audio + video + MSRP + T.140 has <= 6; one INVITE must not be able to take hundreds of
+    # ports (issue 11 item 9).
+    "max_streams_per_call": 16,
 }
 
 
@@ -51,6 +68,9 @@ class AgwConfig:
     media_timeout_s: float = 60.0
     tls_handshake_timeout_s: float = 10.0
     msrp_idle_timeout_s: float = 3600.0
+    msrp_max_pending_connections: int = 8
+    strict_source: bool = True
+    max_streams_per_call: int = 16
 
 
 def _host(file: str, key: str, value: object) -> str:
@@ -90,6 +110,33 @@ def _seconds(file: str, key: str, value: object) -> float:
     return float(value)
 
 
+def _flag(file: str, key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(file, f"agw.{key}", "must be true or false")
+    return value
+
+
+def _stream_cap(file: str, value: object) -> int:
+    key = "agw.max_streams_per_call"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(file, key, "must be an integer")
+    if not 1 <= value <= 1024:
+        # 0 would refuse every anchored call; beyond 1024 one INVITE could again take
+        # thousands of ports, which is what the cap is for.
+        raise ConfigError(file, key, "must be between 1 and 1024")
+    return value
+
+
+def _msrp_pending(file: str, value: object) -> int:
+    key = "agw.msrp_max_pending_connections"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(file, key, "must be an integer")
+    if not 1 <= value <= 1024:
+        # 0 would refuse even the UE; above 1024 it bounds nothing (one process's fd limit).
+        raise ConfigError(file, key, "must be between 1 and 1024")
+    return value
+
+
 def parse_agw_config(section: Mapping[str, Any] | None, file: str) -> AgwConfig:
     """Validate the `agw:` mapping (None = all defaults) and build an `AgwConfig`."""
     if section is None:
@@ -116,4 +163,7 @@ def parse_agw_config(section: Mapping[str, Any] | None, file: str) -> AgwConfig:
             file, "tls_handshake_timeout_s", raw["tls_handshake_timeout_s"]
         ),
         msrp_idle_timeout_s=_seconds(file, "msrp_idle_timeout_s", raw["msrp_idle_timeout_s"]),
+        msrp_max_pending_connections=_msrp_pending(file, raw["msrp_max_pending_connections"]),
+        strict_source=_flag(file, "strict_source", raw["strict_source"]),
+        max_streams_per_call=_stream_cap(file, raw["max_streams_per_call"]),
     )

@@ -4,11 +4,16 @@ Contexts (TS 23.334 "context", one per call/dialog as the ALG chooses) hold stre
 m-line index. A periodic tick (loop time, so tests can shorten it through the config) raises
 the notifications that are not tied to one packet: media timeout, SRTP authentication-failure
 reports (rate-limited to one per tick per stream) and MSRP idle timeouts.
+
+Front door (issue 11): a call holds at most `max_streams_per_call` anchored streams (`reserve`
+refuses more, reserving nothing), and RTP streams drop media from senders other than the
+signalled ones (`strict_source`, see `rtp_relay`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import logging
 from collections.abc import Sequence
@@ -55,6 +60,8 @@ class InProcessGateway:
         self._contexts: dict[str, dict[int, Stream]] = {}
         self._handler: EventHandler | None = None
         self._counters: dict[str, int] = {}
+        # Media counters of the streams already released, so `media_totals` covers the whole run.
+        self._released_totals: dict[str, int] = {}
         self._cert: GatewayCertificate | None = None
         self._tls_ctx: SSL.Context | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -123,6 +130,7 @@ class InProcessGateway:
         self, context_id: str, streams: Sequence[StreamRequest]
     ) -> list[StreamReservation]:
         loop = self._running_loop()
+        self._check_stream_cap(context_id, streams)
         ctx = self._contexts.setdefault(context_id, {})
         created: list[Stream] = []
         out: list[StreamReservation] = []
@@ -213,6 +221,15 @@ class InProcessGateway:
         tcp = {("tcp", p) for p in self._msrp_pool.in_use()}
         return frozenset(udp | tcp)
 
+    def media_totals(self) -> dict[str, int]:
+        """Packet counters (`StreamStats` fields: relayed, dropped, rejected_source...) summed
+        over every stream since start, released ones included. For /stats and metrics."""
+        out = dict(self._released_totals)
+        for ctx in self._contexts.values():
+            for stream in ctx.values():
+                _add_counters(out, stream.stats())
+        return out
+
     def counters(self) -> dict[str, int]:
         """Events emitted since start, by type and reason ("TlsFailed.fingerprint_mismatch")."""
         return dict(self._counters)
@@ -233,6 +250,18 @@ class InProcessGateway:
         if stream is None:
             raise GatewayError(f"no stream {index} in context {context_id}")
         return stream
+
+    def _check_stream_cap(self, context_id: str, streams: Sequence[StreamRequest]) -> None:
+        """Refuse, before anything is allocated, a reservation that would leave the call with
+        more than `max_streams_per_call` streams (issue 11 item 9: one INVITE with 50 m-lines
+        took 200 ports). Streams already held count too (a re-INVITE adding m-lines)."""
+        limit = self.config.max_streams_per_call
+        held = self._contexts.get(context_id, {})
+        wanted = len(held.keys() | {req.index for req in streams})
+        if wanted > limit:
+            raise GatewayError(
+                f"too many media streams: {wanted} > {limit} (agw.max_streams_per_call)"
+            )
 
     def _validate(self, ctx: dict[int, Stream], sp: StreamPlan) -> None:
         stream = ctx.get(sp.index)
@@ -271,7 +300,14 @@ class InProcessGateway:
             try:
                 if req.kind is MediaKind.RTP:
                     return RtpStream(
-                        loop, context_id, req.index, cfg.access_host, a, cfg.core_host, c
+                        loop,
+                        context_id,
+                        req.index,
+                        cfg.access_host,
+                        a,
+                        cfg.core_host,
+                        c,
+                        strict_source=cfg.strict_source,
                     )
                 assert self._tls_ctx is not None
                 stream = MsrpStream(
@@ -286,6 +322,8 @@ class InProcessGateway:
                     self._emit,
                     cfg.tls_handshake_timeout_s,
                     cfg.msrp_idle_timeout_s,
+                    max_pending=cfg.msrp_max_pending_connections,
+                    strict_source=cfg.strict_source,
                 )
                 try:
                     await stream.start()
@@ -294,7 +332,7 @@ class InProcessGateway:
                     raise
                 return stream
             except OSError as e:
-                # Freed ports go to the back of the queue, so the next try gets other ones.
+                # Freed ports cool before they are drawn again, so the next try gets others.
                 pool.free(a)
                 pool.free(c)
                 if e.errno != errno.EADDRINUSE:
@@ -323,6 +361,7 @@ class InProcessGateway:
 
     def _drop_stream(self, ctx: dict[int, Stream], stream: Stream) -> None:
         stream.close()
+        _add_counters(self._released_totals, stream.stats())
         if ctx.get(stream.index) is stream:
             del ctx[stream.index]
         if isinstance(stream, RtpStream):
@@ -357,6 +396,18 @@ class InProcessGateway:
                     continue
                 if not stream.configured:
                     continue
+                rejected = stream.rejected_source
+                if rejected != stream.reported_rejected_source:
+                    # Logged (rate-limited to one line per tick) rather than an event: a
+                    # stray or hostile sender says nothing about the call itself.
+                    log.info(
+                        "agw %s/%d: %d packets from unexpected sources dropped (%d in all)",
+                        context_id,
+                        stream.index,
+                        rejected - stream.reported_rejected_source,
+                        rejected,
+                    )
+                    stream.reported_rejected_source = rejected
                 fails = stream.auth_failures
                 if fails != stream.reported_auth_failures:
                     new = fails - stream.reported_auth_failures
@@ -371,3 +422,10 @@ class InProcessGateway:
                     stream.timed_out = True
                     log.info("agw %s/%d: media timeout", context_id, stream.index)
                     self._emit(MediaTimeout(context_id, stream.index))
+
+
+def _add_counters(into: dict[str, int], st: StreamStats) -> None:
+    for f in dataclasses.fields(st):
+        value = getattr(st, f.name)
+        if isinstance(value, int) and f.name != "index":
+            into[f.name] = into.get(f.name, 0) + value

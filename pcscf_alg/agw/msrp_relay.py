@@ -12,12 +12,36 @@ HOLDCONN = do nothing. On the core leg ACTIVE = connect, otherwise listen.
 
 A connection accepted before the stream is configured (the UE may connect as soon as it has sent
 its answer, racing the signalling) is held, unread, until configure() supplies the fingerprint.
+
+The front door (issue 11; the UE side listens on a port anyone can reach). Nothing but the UE's
+own session may end the call:
+- Every connection accepted on the access port is a *candidate* until it proves to be the UE.
+  Candidates handshake concurrently, each against its own deadline (`tls_handshake_timeout_s`
+  from accept); the first whose certificate matches the signalled a=fingerprint (RFC 8122 §6.2,
+  checked inside the handshake) becomes the access leg and the others are closed. A candidate
+  that fails its handshake, times out or hangs up is dropped on its own: counted, logged (peer
+  address only), no event. At most `msrp_max_pending_connections` candidates per port; further
+  connections, and any while the UE's session is up, are refused at once (so a flood holds
+  neither file descriptors nor TLS state beyond that bound).
+- Pass-through streams (StreamMode.PASS, plain TCP both ways) have no certificate to check: with
+  `msrp_pass_source_check` (default on) the access port takes connections only from the IP
+  address the UE signalled (`plan.ue_remote`, when it is a usable IP literal), and the first one
+  from there is the UE. A UE behind a NAT that rewrites its source needs the check off.
+- The UE's own failures still end the call: one TlsFailed per stream when no verified session
+  is up `tls_handshake_timeout_s` after the first configure() (the answer; TS 33.328 7.2.1 step
+  9 requires the call to be released when the UE cannot be authenticated), with the reason of
+  the last failed candidate or "handshake_timeout"; and, where the gateway is the active party
+  towards the UE, the failure of its own connect or handshake, at once. A verified session that
+  closes later is reported as MsrpClosed.
+- `StreamStats.dropped` counts, for MSRP, the access connections refused or dropped before
+  authentication (foreign or failed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 from collections.abc import Callable
@@ -40,10 +64,13 @@ log = logging.getLogger(__name__)
 # suggests 2048-byte chunks, RCS uses up to ~10 KiB) never stall on it.
 HIGH_WATER: Final = 256 * 1024
 LOW_WATER: Final = 64 * 1024
-LISTEN_BACKLOG: Final = 4  # one UE (and its retries) per stream port
+LISTEN_BACKLOG: Final = 4  # one UE (and its retries) per stream port; at least this many
+# Foreign-connection logs per stream: every one up to this many, then at powers of two, so that a
+# connection flood cannot flood the log too.
+LOG_EVERY_UP_TO: Final = 8
 
 
-def listen_socket(host: str, port: int) -> socket.socket:
+def listen_socket(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -51,11 +78,22 @@ def listen_socket(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setblocking(False)
         sock.bind((host, port))
-        sock.listen(LISTEN_BACKLOG)
+        sock.listen(max(backlog, LISTEN_BACKLOG))
     except OSError:
         sock.close()
         raise
     return sock
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address to compare sources with; None when `host` is not a usable IP literal."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None  # an FQDN in the SDP: we do no DNS on the event loop, so no check
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return None if ip.is_unspecified else ip
 
 
 class Leg(asyncio.Protocol):
@@ -66,6 +104,7 @@ class Leg(asyncio.Protocol):
         self.side = side
         self.accepted = accepted  # we are the TCP (and TLS) server on this connection
         self.transport: asyncio.Transport | None = None
+        self.peer = "?"  # "host:port" of the other end, for logs
         self.engine: TlsEngine | None = None
         self.started = False  # configured and allowed to run
         self.up = False  # TCP (and TLS if any) established
@@ -81,7 +120,16 @@ class Leg(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+        peer = self.transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer = f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
         self.relay.leg_made(self)
+
+    def peer_ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        peer = None if self.transport is None else self.transport.get_extra_info("peername")
+        if not isinstance(peer, tuple) or not peer:
+            return None
+        return _ip(str(peer[0]))
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = self.relay.loop.time()
@@ -147,6 +195,8 @@ class Leg(asyncio.Protocol):
                 self._flush()
         early, self._early = self._early, []
         for data in early:
+            if self.closed:
+                break
             self.data_received(data)
 
     def send(self, data: bytes) -> None:
@@ -171,18 +221,25 @@ class Leg(asyncio.Protocol):
     def buffered(self) -> int:
         return 0 if self.transport is None else self.transport.get_write_buffer_size()
 
-    def close(self, *, abort: bool = False) -> None:
+    def close(self, *, abort: bool = False, reset: bool = False) -> None:
+        """Close the connection. `abort`: no close_notify (a session that never was). `reset`:
+        drop whatever is still buffered and send RST, for a peer that had its chance (a
+        handshake deadline, a refused connection) and must not keep our buffers waiting."""
         if self.closed:
             return
         self.closed = True
         self.cancel_timer()
+        self._early.clear()
         if self.engine is not None:
-            if not abort and self.transport is not None:
+            if not abort and not reset and self.transport is not None:
                 with contextlib.suppress(Exception):
                     self.transport.write(self.engine.close())
             self.engine = None  # drops the SSL object and with it the session keys
         if self.transport is not None:
-            self.transport.close()  # flushes what is buffered, then closes
+            if reset:
+                self.transport.abort()
+            else:
+                self.transport.close()  # flushes what is buffered, then closes
 
     def _flush(self) -> None:
         if self.engine is not None and self.transport is not None and not self.closed:
@@ -208,8 +265,9 @@ class Leg(asyncio.Protocol):
 class MsrpStream:
     """One anchored MSRP stream (e2ae TLS<->TCP, or pass-through TCP<->TCP).
 
-    Legs move through: held (accepted before configure) -> started (handshaking) -> up ->
-    paired (both legs up, bytes flow). The core leg waits, paused, until the access leg is up.
+    Legs move through: candidate (accepted on the access port: held until configure, then
+    handshaking) -> up (the UE's verified session, `access`) -> paired (both legs up, bytes
+    flow). The core leg waits, paused, until the access leg is up.
     """
 
     kind = "msrp"
@@ -227,6 +285,9 @@ class MsrpStream:
         emit: Callable[[AgwEvent], None],
         handshake_timeout: float,
         idle_timeout: float,
+        *,
+        max_pending: int = 8,
+        strict_source: bool = True,
     ) -> None:
         self.loop = loop
         self.context_id = context_id
@@ -237,7 +298,9 @@ class MsrpStream:
         self._emit = emit
         self.handshake_timeout = handshake_timeout
         self.idle_timeout = idle_timeout
-        a = listen_socket(access_host, access_port)
+        self.max_pending = max_pending
+        self.strict_source = strict_source
+        a = listen_socket(access_host, access_port, max_pending)
         try:
             c = listen_socket(core_host, core_port)
         except OSError:
@@ -247,10 +310,11 @@ class MsrpStream:
         self._servers: list[asyncio.Server] = []
         self.plan: StreamPlan | None = None
         self.closed = False
-        self.access: Leg | None = None  # the UE's connection once started
+        self.access: Leg | None = None  # the UE's session (verified) or our connection to it
         self.core: Leg | None = None  # the core connection once paired with the access leg
         self.core_pending: Leg | None = None  # core connection not yet paired
-        self._held_access: list[Leg] = []
+        # Accepted access connections that have not proved to be the UE (module docstring).
+        self.candidates: list[Leg] = []
         self._access_task: asyncio.Task[None] | None = None
         self._core_task: asyncio.Task[None] | None = None
         self._up_map: PathMap | None = None
@@ -259,11 +323,20 @@ class MsrpStream:
         self._down_rw: MsrpRewriter | None = None
         self._pending_up: list[bytes] = []
         self._pending_down: list[bytes] = []
+        # The per-stream deadline: a verified UE session within handshake_timeout of the first
+        # configure(), else one TlsFailed (item 4 of issue 11: a call whose UE never connects
+        # must not hold its ports and dialog forever).
+        self._deadline: asyncio.TimerHandle | None = None
+        self.session_seen = False  # the UE's session came up at least once
+        self.failure_reported = False  # the one TlsFailed for the UE's session was emitted
+        self._last_candidate_failure: str | None = None
         self.to_core_bytes = 0
         self.to_ue_bytes = 0
         self.to_core_chunks = 0
         self.to_ue_chunks = 0
-        self.dropped = 0
+        self.refused = 0  # connections refused at once (over the bound, busy, wrong role)
+        self.failed = 0  # candidates dropped: failed or unfinished handshake, hung up
+        self.rejected_source = 0  # connections from an address other than the signalled one
 
     async def start(self) -> None:
         a, c = self._socks
@@ -306,14 +379,23 @@ class MsrpStream:
         first = self.plan is None
         self.plan = plan  # fingerprints in a re-offer apply to the next handshake
         if first:
+            if plan.access_setup is not SetupRole.HOLDCONN:
+                # RFC 4975 §5.4 / RFC 4145: the active party connects once it has the answer,
+                # so a UE that has not come up within the handshake timeout will not.
+                self._deadline = self.loop.call_later(self.handshake_timeout, self._no_session)
             self._start_access(connect=True)
             held = self.core_pending
             if held is not None and not held.started:
                 if plan.core_setup is SetupRole.ACTIVE:  # nobody should have called us
                     self.core_pending = None
                     held.close(abort=True)
+                elif not self._source_ok(held, plan):
+                    self.core_pending = None
+                    self._refuse(held, "not from the core's signalled address", source=True)
                 else:
                     self._begin(held)
+        else:
+            self._start_access(connect=False)
 
     def _start_access(self, *, connect: bool) -> None:
         plan = self.plan
@@ -321,15 +403,49 @@ class MsrpStream:
             return
         role = plan.access_setup
         if role is SetupRole.ACTIVE:
-            for leg in self._held_access:
-                leg.close(abort=True)  # we are the one to connect; nobody should call us
-            self._held_access.clear()
+            for leg in self.candidates:
+                self._refuse(leg, "we are the active party towards the UE", count=False)
+            self.candidates.clear()
             # Connect once per configured session: after the UE hangs up or fails the
             # handshake it is up to the ALG (a new offer) to try again.
             if connect and self._access_task is None and plan.ue_remote is not None:
                 self._access_task = self.loop.create_task(self._connect(Side.ACCESS))
-        elif role is not SetupRole.HOLDCONN and self._held_access:
-            self._begin(self._held_access.pop(0))
+        elif role is not SetupRole.HOLDCONN:
+            for leg in list(self.candidates):
+                if self.access is not None:
+                    break  # pass-through: the first one from the UE's address took the slot
+                if leg in self.candidates and not leg.started and not leg.closed:
+                    self._begin_candidate(leg)
+
+    def _begin_candidate(self, leg: Leg) -> None:
+        """Let a held access connection run: TLS server handshake (e2ae), or in pass-through
+        the source check and, if it passes, the access leg at once."""
+        plan = self.plan
+        assert plan is not None
+        if plan.mode is StreamMode.E2AE:
+            engine = TlsEngine(
+                self._tls_ctx, server=True, expected=select_fingerprints(plan.ue_fingerprint)
+            )
+            leg.start(engine, self.handshake_timeout)  # its deadline runs since accept
+            leg.resume("configure")
+            return
+        if not self._source_ok(leg, plan):
+            self.candidates.remove(leg)
+            self._refuse(leg, "not from the UE's signalled address", source=True)
+            return
+        self._begin(leg)  # up at once: leg_up makes it the access leg and closes the others
+
+    def _source_ok(self, leg: Leg, plan: StreamPlan) -> bool:
+        """Pass-through access legs and every core leg: without a certificate to check, the
+        source IP is all we have (rtpengine's strict-source, applied to TCP). E2AE access legs
+        are authenticated by their certificate instead, from wherever they come (NAT)."""
+        if not self.strict_source:
+            return True
+        if leg.side is Side.ACCESS and plan.mode is StreamMode.E2AE:
+            return True
+        remote = plan.ue_remote if leg.side is Side.ACCESS else plan.core_remote
+        want = None if remote is None else _ip(remote.host)
+        return want is None or leg.peer_ip() == want
 
     def _begin(self, leg: Leg) -> None:
         """Start a configured leg: TLS engine (if that leg is TLS) and handshake deadline."""
@@ -373,7 +489,7 @@ class MsrpStream:
                 "msrp %s/%d: %s connect failed: %s", self.context_id, self.index, side.value, e
             )
             if side is Side.ACCESS:
-                self._emit(TlsFailed(self.context_id, self.index, "connect_failed"))
+                self._ue_failed("connect_failed")
             else:
                 self._emit(MsrpClosed(self.context_id, self.index, Side.CORE, "connect_failed"))
                 self._reset()
@@ -387,15 +503,18 @@ class MsrpStream:
         if self.closed:
             return
         self.closed = True
+        self._cancel_deadline()
         for task in (self._access_task, self._core_task):
             if task is not None:
                 task.cancel()
         self._access_task = self._core_task = None
-        for leg in [self.access, self.core, self.core_pending, *self._held_access]:
+        for leg in [self.access, self.core, self.core_pending]:
             if leg is not None:
                 leg.close()
+        for leg in self.candidates:
+            leg.close(reset=True)
         self.access = self.core = self.core_pending = None
-        self._held_access.clear()
+        self.candidates.clear()
         for srv in self._servers:
             srv.close()
         for s in self._socks:
@@ -410,50 +529,130 @@ class MsrpStream:
         for srv in servers:
             await srv.wait_closed()
 
+    # ------------------------------------------------------------------ the UE's session
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _no_session(self) -> None:
+        self._deadline = None
+        if self.closed or self.session_seen:
+            return
+        self._ue_failed(self._last_candidate_failure or "handshake_timeout", deadline=True)
+
+    def _ue_failed(self, reason: str, *, deadline: bool = False) -> None:
+        """The UE's own session could not be established: TS 23.334 "Notify (D)TLS session
+        establishment failure", once per stream (the ALG then releases the call)."""
+        self._cancel_deadline()
+        if self.failure_reported or self.session_seen:
+            return
+        self.failure_reported = True
+        log.info(
+            "msrp %s/%d: %s: %s",
+            self.context_id,
+            self.index,
+            "no UE session within the handshake timeout" if deadline else "UE session failed",
+            reason,
+        )
+        self._emit(TlsFailed(self.context_id, self.index, reason, Side.ACCESS))
+
+    def _log_foreign(self, leg: Leg, what: str) -> None:
+        n = self.refused + self.failed + self.rejected_source
+        if n <= LOG_EVERY_UP_TO or n & (n - 1) == 0:
+            log.info(
+                "msrp %s/%d: %s connection from %s %s (%d so far on this stream)",
+                self.context_id,
+                self.index,
+                leg.side.value,
+                leg.peer,
+                what,
+                n,
+            )
+
+    def _refuse(self, leg: Leg, why: str, *, source: bool = False, count: bool = True) -> None:
+        """Close a connection that may not be the UE's (or the core's) at once, with RST."""
+        if source:
+            self.rejected_source += 1
+        elif count:
+            self.refused += 1
+        self._log_foreign(leg, f"refused: {why}")
+        leg.close(abort=True, reset=True)
+
+    def _drop_candidate(self, leg: Leg, reason: str) -> None:
+        """A candidate failed (bad certificate, no certificate, deadline, hang-up): it was not
+        the UE, or was a UE attempt that did not work; either way not the end of the call."""
+        if leg in self.candidates:
+            self.candidates.remove(leg)
+        self.failed += 1
+        if reason != "closed":
+            self._last_candidate_failure = reason
+        self._log_foreign(leg, f"dropped before authentication: {reason}")
+        leg.close(abort=True, reset=reason == "handshake_timeout")
+
     # ------------------------------------------------------------------ leg events
 
     def leg_made(self, leg: Leg) -> None:
         plan = self.plan
         if self.closed:
-            leg.close(abort=True)
+            leg.close(abort=True, reset=True)
             return
         if not leg.accepted:  # one of our outgoing connections
             self._begin(leg)
             return
         if leg.side is Side.ACCESS:
-            busy = self.access is not None or len(self._held_access) >= LISTEN_BACKLOG
-            if busy or (plan is not None and plan.access_setup is SetupRole.ACTIVE):
-                leg.close(abort=True)
-                return
-            leg.pause("configure")
-            # Unconfigured connections get the handshake deadline from the start.
-            leg.arm_timer(self.handshake_timeout)
-            self._held_access.append(leg)
-            self._start_access(connect=False)
+            if plan is not None and plan.access_setup is SetupRole.ACTIVE:
+                self._refuse(leg, "we are the active party towards the UE")
+            elif self.access is not None:
+                self._refuse(leg, "the UE's session is up")
+            elif len(self.candidates) >= self.max_pending:
+                self._refuse(leg, f"{self.max_pending} connections already pending")
+            else:
+                # Its own deadline from accept, whether configured yet or not.
+                leg.pause("configure")
+                leg.arm_timer(self.handshake_timeout)
+                self.candidates.append(leg)
+                if plan is not None and plan.access_setup is not SetupRole.HOLDCONN:
+                    self._begin_candidate(leg)
             return
         if (
             self.core is not None
             or self.core_pending is not None
             or (plan is not None and plan.core_setup is SetupRole.ACTIVE)
         ):
-            leg.close(abort=True)
+            self._refuse(leg, "core leg busy or we are active towards the core")
             return
         if plan is None:
             leg.pause("configure")
             self.core_pending = leg
+        elif not self._source_ok(leg, plan):
+            self._refuse(leg, "not from the core's signalled address", source=True)
         else:
             self._begin(leg)
 
     def leg_up(self, leg: Leg) -> None:
         """A leg is up: TCP connected and, if it is a TLS leg, the peer fingerprint matched."""
+        if leg in self.candidates:
+            # The first candidate to prove it is the UE takes the access leg; the others are
+            # closed (RFC 4975 has one connection per session).
+            self.candidates.remove(leg)
+            self.access = leg
+            for other in self.candidates:
+                self._refuse(other, "another connection authenticated as the UE")
+            self.candidates.clear()
         leg.up = True
         leg.cancel_timer()
+        if leg.side is Side.ACCESS:
+            self.session_seen = True
+            self._cancel_deadline()
         if leg.engine is not None:
             log.info(
-                "msrp %s/%d: %s TLS up, fingerprint matched",
+                "msrp %s/%d: %s TLS up with %s, fingerprint matched",
                 self.context_id,
                 self.index,
                 leg.side.value,
+                leg.peer,
             )
             self._emit(TlsEstablished(self.context_id, self.index, leg.side))
         access, pending = self.access, self.core_pending
@@ -498,8 +697,7 @@ class MsrpStream:
             self._relay(leg, self.access, data)
         elif leg is self.core_pending:
             self._pending_down.append(data)  # bounded: the core leg is paused
-        else:
-            self.dropped += len(data)
+        # else: a leg already let go of (its last read raced the close); nothing to relay to
 
     def _relay(self, src: Leg, dst: Leg, data: bytes) -> None:
         up = src.side is Side.ACCESS
@@ -533,28 +731,42 @@ class MsrpStream:
             other.resume("peer_full")
 
     def tls_failed(self, leg: Leg, error: TlsError) -> None:
+        if leg in self.candidates:
+            self._drop_candidate(leg, error.reason)
+            return
         log.info(
-            "msrp %s/%d: %s TLS failed: %s", self.context_id, self.index, leg.side.value, error
+            "msrp %s/%d: %s TLS with %s failed: %s",
+            self.context_id,
+            self.index,
+            leg.side.value,
+            leg.peer,
+            error,
         )
-        self._emit(TlsFailed(self.context_id, self.index, error.reason, leg.side))
-        leg.close(abort=True)
+        if leg.side is Side.ACCESS:
+            # Our own connection to the UE (we are active): the UE's session failed.
+            self._ue_failed(error.reason)
+        else:
+            self._emit(TlsFailed(self.context_id, self.index, error.reason, leg.side))
+        leg.close(abort=True, reset=error.reason == "handshake_timeout")
         self._forget(leg)
 
     def _forget(self, leg: Leg) -> None:
         """Drop a leg that never got paired (failed handshake, hung up early)."""
-        if leg in self._held_access:
-            self._held_access.remove(leg)
+        if leg in self.candidates:
+            self.candidates.remove(leg)
         if leg is self.core_pending:
             self.core_pending = None
             self._pending_down.clear()
         if leg is self.access:
             self.access = None
             self._pending_up.clear()
-            self._start_access(connect=False)  # let a held retry proceed
 
     def leg_closed(self, leg: Leg, reason: str, detail: str) -> None:
         if self.closed:
             leg.close()
+            return
+        if leg in self.candidates:
+            self._drop_candidate(leg, "closed")
             return
         if (leg is self.access or leg is self.core) and leg.up:
             log.info(
@@ -569,7 +781,10 @@ class MsrpStream:
             self._reset()
             return
         if not leg.up and leg.started and leg.engine is not None:
-            self._emit(TlsFailed(self.context_id, self.index, "handshake", leg.side))
+            if leg.side is Side.ACCESS:
+                self._ue_failed("handshake")
+            else:
+                self._emit(TlsFailed(self.context_id, self.index, "handshake", leg.side))
         leg.close()
         self._forget(leg)
 
@@ -590,7 +805,8 @@ class MsrpStream:
     # ------------------------------------------------------------------ gateway hooks
 
     def tick(self, now: float) -> None:
-        for leg in (self.access, self.core, self.core_pending, *self._held_access):
+        # Candidates are not looked at: each has its handshake deadline, far shorter.
+        for leg in (self.access, self.core, self.core_pending):
             if leg is not None and not leg.closed and now - leg.last_activity > self.idle_timeout:
                 log.info("msrp %s/%d: idle timeout", self.context_id, self.index)
                 self._emit(MsrpClosed(self.context_id, self.index, leg.side, "idle"))
@@ -610,7 +826,9 @@ class MsrpStream:
             to_ue_packets=self.to_ue_chunks,
             to_core_bytes=self.to_core_bytes,
             to_ue_bytes=self.to_ue_bytes,
-            dropped=self.dropped,
+            # For MSRP: connections refused or dropped before authentication (module docstring).
+            dropped=self.refused + self.failed,
+            rejected_source=self.rejected_source,
         )
 
     def ports(self) -> list[tuple[str, int]]:

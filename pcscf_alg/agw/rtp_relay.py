@@ -9,21 +9,37 @@ wake-up (bounded by a budget for fairness: the reader is level-triggered and fir
 next loop iteration). Nothing is allocated per packet beyond the received bytes, libsrtp's output
 and the addresses the socket module returns.
 
-UE side: symmetric RTP (RFC 4961) latching. The UE's SDP address is the first destination; once
-a packet arrives from the UE (authenticated, for SRTP), replies go to its source address. In
-pass-through mode nothing can be authenticated, so only the first packet latches. Core side:
-packets go to the core peer's SDP address.
+Who may send (issue 11, "an attacker who is not the UE of a call can neither end it, hear it,
+speak into it"):
+
+- Core side, `strict_source` (the default; rtpengine's strict-source): packets are relayed only
+  from the address the core signalled for the stream, IP *and* port: its RTP address on our RTP
+  port, its RTCP address (RFC 3605 a=rtcp, else RTP + 1; the RTP address with rtcp-mux) on our
+  RTCP port. The core peer is expected to use symmetric RTP (RFC 4961), as IMS media gateways
+  and SBCs do. Until the core's address is known (originating call, answer not yet in) nothing
+  from the core side is relayed. Anything else is dropped and counted (`rejected_source`),
+  which also keeps it from counting as media activity. Without strict_source anything that
+  reaches the core-side ports is relayed to the UE (under K12 in e2ae: injection).
+- UE side: symmetric RTP (RFC 4961) latching. The UE's SDP address is the first destination;
+  once a packet arrives from the UE, replies go to its source address. In e2ae only a packet that
+  passes SRTP/SRTCP authentication and replay checks (RFC 3711 §3.3, §3.4) can latch, and each
+  such packet may move the latch (NAT rebinding); forged or replayed packets are dropped before.
+  In pass-through nothing can be authenticated: under strict_source only a packet from the IP
+  the UE signalled may latch, only the first one does, and afterwards only the latched address
+  is relayed (a third party can neither pull the UE's media towards itself nor speak through
+  the stream). A new UE address in a later plan (re-INVITE after a handover) unlatches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 from typing import Final
 
 from ..errors import GatewayError
-from ..mediaplan import SrtpKey, StreamMode, StreamPlan, ThroughConnection
+from ..mediaplan import Endpoint, SrtpKey, StreamMode, StreamPlan, ThroughConnection
 from .api import StreamStats
 from .srtp import SrtpContext, SrtpDrop, classify
 
@@ -54,6 +70,24 @@ def _udp_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _ip_text(host: str) -> str:
+    """A signalled host in the form recvfrom() reports source IPs in (IPv6 compressed, lower
+    case), so that the strict-source checks can compare strings."""
+    try:
+        return ipaddress.ip_address(host).compressed
+    except ValueError:
+        # Not an IP literal (an FQDN in c=): no source address ever equals it, so under
+        # strict_source nothing from that side is relayed. We do no DNS on the event loop.
+        return host
+
+
+def _is_unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
 def _is_rtcp(data: bytes) -> bool:
     # RFC 5761 §4: with mux, the second octet of RTCP (packet type) is 192..223 (200-204 SR/RR/..).
     return len(data) > 1 and 191 < data[1] < 224
@@ -73,8 +107,11 @@ class RtpStream:
         access_base: int,
         core_host: str,
         core_base: int,
+        *,
+        strict_source: bool = True,
     ) -> None:
         self.loop = loop
+        self.strict_source = strict_source
         self.context_id = context_id
         self.index = index
         self.access_base = access_base
@@ -102,6 +139,8 @@ class RtpStream:
         self._c_mux = False
         self._ue_rtp: Addr | None = None
         self._ue_rtcp: Addr | None = None
+        self._ue_signalled: Endpoint | None = None  # the UE's address in the current plan
+        self._ue_ip: str | None = None  # its host, as recvfrom() spells a source IP
         self._latched = False
         self._rtcp_latched = False
         self._core_rtp: Addr | None = None
@@ -119,6 +158,8 @@ class RtpStream:
         self.mki_mismatches = 0
         self.gated = 0
         self.dropped = 0
+        self.rejected_source = 0
+        self.reported_rejected_source = 0
         # Media-timeout and event bookkeeping (driven by the gateway's tick).
         self.last_activity_count = 0
         self.last_activity_time = loop.time()
@@ -142,20 +183,31 @@ class RtpStream:
         self._a_mux = plan.access_rtcp_mux
         self._c_mux = plan.core_rtcp_mux
         ue = plan.ue_remote
-        if ue is not None:
+        if ue is not None and _is_unspecified(ue.host):
+            # c=0.0.0.0 puts the stream on hold (RFC 3264 §8.4, the RFC 2543 way): not a new
+            # address to send to or unlatch for; keep the current one for when the call resumes.
+            ue = self._ue_signalled
+        if ue != self._ue_signalled:
+            # A new UE address (re-INVITE after a handover, or the first plan): what was latched
+            # belonged to the old one, and in pass-through it is the IP allowed to latch.
+            self._ue_signalled = ue
+            self._latched = self._rtcp_latched = False
+            self._ue_ip = _ip_text(ue.host) if ue is not None else None
+        if ue is not None and self._ue_ip is not None:
             # The SDP address is only the first guess; a latched source address wins.
             if not self._latched:
-                self._ue_rtp = (ue.host, ue.port)
+                self._ue_rtp = (self._ue_ip, ue.port)
             if not self._rtcp_latched:
-                self._ue_rtcp = (ue.host, ue.rtcp_port or ue.port + 1)
+                self._ue_rtcp = (self._ue_ip, ue.rtcp_port or ue.port + 1)
         if plan.core_remote is not None:
             cr = plan.core_remote
-            self._core_rtp = (cr.host, cr.port)
+            core_ip = _ip_text(cr.host)
+            self._core_rtp = (core_ip, cr.port)
             # RFC 3605: without a=rtcp the RTCP port is RTP + 1.
             if self._c_mux:
                 self._core_rtcp = self._core_rtp
             else:
-                self._core_rtcp = (cr.host, cr.rtcp_port or cr.port + 1)
+                self._core_rtcp = (core_ip, cr.rtcp_port or cr.port + 1)
         else:
             self._core_rtp = self._core_rtcp = None
         self.set_through(plan.through)
@@ -237,6 +289,7 @@ class RtpStream:
             mki_mismatches=self.mki_mismatches,
             gated=self.gated,
             dropped=self.dropped,
+            rejected_source=self.rejected_source,
         )
 
     def ports(self) -> list[tuple[str, int]]:
@@ -263,13 +316,21 @@ class RtpStream:
     def _read_core(self, sock: socket.socket, rtcp_port: bool) -> None:
         recv = sock.recvfrom
         mux = self._c_mux and not rtcp_port
+        # Strict source: the one address allowed on this port (None: none yet, drop all). With
+        # rtcp-mux `_core_rtcp` is the RTP address. Compared field by field: an IPv6 source is
+        # a 4-tuple (host, port, flowinfo, scope_id).
+        strict = self.strict_source
+        allowed = self._core_rtcp if rtcp_port else self._core_rtp
         for _ in range(READ_BUDGET):
             try:
-                data, _ = recv(RECV_MAX)
+                data, addr = recv(RECV_MAX)
             except BlockingIOError:
                 return
             except OSError:
                 self.dropped += 1
+                continue
+            if strict and (allowed is None or addr[1] != allowed[1] or addr[0] != allowed[0]):
+                self.rejected_source += 1
                 continue
             if rtcp_port or (mux and _is_rtcp(data)):
                 self._from_core(data, True)
@@ -284,6 +345,9 @@ class RtpStream:
             except Exception as e:  # SrtpDrop, pylibsrtp.Error, ValueError (too long)
                 self._count_drop(classify(e))
                 return
+        elif self.strict_source and not self._may_send_plain(addr, rtcp):
+            self.rejected_source += 1
+            return
         # Latch (RFC 4961): in e2ae every authenticated packet may move us (NAT rebinding); in
         # pass-through only the first one does. With mux both share the RTP address.
         if rtcp and not self._a_mux:
@@ -312,6 +376,18 @@ class RtpStream:
             return
         self.to_core_packets += 1
         self.to_core_bytes += len(data)
+
+    def _may_send_plain(self, addr: Addr, rtcp: bool) -> bool:
+        """Pass-through under strict_source: nothing authenticates a packet, so the source
+        address is all there is. Only the UE's signalled IP may latch, and once latched only the
+        latched address (IP and port) is relayed: the first packet from the UE's IP wins."""
+        if addr[0] != self._ue_ip:
+            return False
+        if rtcp and not self._a_mux:
+            latched, dest = self._rtcp_latched, self._ue_rtcp
+        else:
+            latched, dest = self._latched, self._ue_rtp
+        return not latched or (dest is not None and addr[1] == dest[1])
 
     def _from_core(self, data: bytes, rtcp: bool) -> None:
         if not rtcp and not self._down_open:

@@ -22,6 +22,10 @@ Re-offers (re-INVITE, UPDATE, late offers): pass the last `AnswerResult` (or the
 `OfferState`) as `previous=`. A re-offer towards the UE keeps tag, suite and key K21; a re-offer
 from the UE that keeps its key K11 gets the same K12 back. New m-lines get new keys; `rekey=True`
 forces fresh keys everywhere (RFC 4568 §7.1.4: a new key means a new crypto context).
+A re-offer that would take a stream that is e2ae out of e2ae (no a=3ge2ae:requested from the
+UE, SRTP from the core...) goes by policy `e2ae_downgrade`: keep (default; the stream stays e2ae
+or, re-offered plain by the UE, anchored plain; the UE's keys never reach the core), reject
+(488) or allow (the offer decided on its own). See `plan._downgrade`.
 
 SDP sanitising (7.3.1 last paragraph, spec README §3.2): every `a=3ge2ae` is removed from every
 SDP we forward, in both directions; `a=3ge2ae:applied` is added only to e2ae streams of an offer

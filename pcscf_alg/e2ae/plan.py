@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..errors import SdpError
 from ..mediaplan import Direction, Fingerprint, MediaKind, StreamMode, StreamRequest
 from ..policy.base import (
+    DowngradeAction,
     MsrpTlsAction,
     Policy,
     PolicyContext,
@@ -96,9 +97,16 @@ def plan_offer(
             so, dec = _plan_terminating(
                 offer, m, i, flags, policy, subscriber, plain_mode, sess_ind
             )
+        mode = so.mode
+        if prev and mode is not _E2AE_MODE and mode is not _REJECTED:
+            p = prev[i] if i < len(prev) else None
+            if p is not None and p.mode is _E2AE_MODE:
+                so, dec = _downgrade(
+                    offer, m, i, direction, flags, policy, subscriber, prev, rekey, so, dec
+                )
+                mode = so.mode
         streams.append(so)
         decisions.append(dec)
-        mode = so.mode
         if mode is _E2AE_MODE or mode is _PASS:
             kind = so.kind
             mux = so.rtcp_mux
@@ -281,7 +289,26 @@ def _plan_originating(
             )
         rule = f"{C_ORIG} step 2 NOTE x, step 3; {prule}"
         action = "MSRP TLS terminated without e2ae indication"
+    return _originating_e2ae(
+        offer, m, i, kind, proto, ctx, policy, subscriber, prev, rekey, action, rule
+    )
 
+
+def _originating_e2ae(
+    offer: Sdp,
+    m: Media,
+    i: int,
+    kind: MediaKind,
+    proto: str,
+    ctx: PolicyContext,
+    policy: Policy,
+    subscriber: str | None,
+    prev: tuple[_Prev | None, ...],
+    rekey: bool,
+    action: str,
+    rule: str,
+) -> tuple[StreamOffer, StreamDecision]:
+    """7.2.1 step 3 on a secure stream from the UE: SRTP (K11 selected) or TLS terminated."""
     if kind is _RTP:
         k11, how = _select_k11(
             m, i, ctx, policy, subscriber, _prev_rtp(prev, i) if prev else None, rekey
@@ -300,6 +327,120 @@ def _plan_originating(
     so = _msrp_info(offer, m, so, proto_out=MSRP_TCP, ue_fingerprints=fps)
     action += "; TCP/TLS/MSRP->TCP/MSRP; UE fingerprint stored, fingerprint and 3ge2ae stripped"
     return so, _decision(i, kind, _E2AE_MODE, action, rule)
+
+
+def _downgrade(
+    offer: Sdp,
+    m: Media,
+    i: int,
+    direction: Direction,
+    flags: E2aeFlags,
+    policy: Policy,
+    subscriber: str | None,
+    prev: tuple[_Prev | None, ...],
+    rekey: bool,
+    so: StreamOffer,
+    dec: StreamDecision,
+) -> tuple[StreamOffer, StreamDecision]:
+    """A re-offer would take stream `i`, anchored as e2ae, out of e2ae (`so`/`dec`: what the
+    offer alone gives). 7.2.1/7.3.1 decide each offer on its own; read that way, a UE re-offer
+    without a=3ge2ae:requested would carry the SDES key the UE has been using towards the
+    gateway to the core, and anchoring would stop mid-call. Local policy `e2ae_downgrade`:
+
+    - keep: the stream stays e2ae if the offer still allows it (SRTP with a=crypto or TLS with a
+      fingerprint from the UE; plain RTP or TCP/MSRP from the core). If the UE itself re-offers
+      plain RTP/AVP or TCP/MSRP there is no key to protect: the stream stays anchored at the
+      gateway, plain on both legs (PASS; the gateway drops the SRTP contexts). What cannot stay
+      e2ae (SRTP from the core, TLS from the core without a fingerprint, a proto the gateway
+      does not relay) is refused as with `reject`.
+    - reject: SdpError (488 + Warning naming the stream); the previous media stays in place.
+    - allow: the offer's own decision, marked in the decision record.
+    """
+    orig = direction is _ORIGINATING
+    clause = C_ORIG if orig else C_TERM
+    kind = so.kind
+    ctx = _ctx(subscriber, direction, i, kind, m.proto, flags)
+    verdict = policy.e2ae_downgrade(ctx)
+    prule = _rule(policy, subscriber, "e2ae_downgrade", verdict.value)
+    stream = f"e2ae stream m-line {i} ({m.media} {m.proto})"
+    if verdict is DowngradeAction.ALLOW:
+        return so, _decision(
+            i,
+            kind,
+            so.mode,
+            dec.action + "; the stream was e2ae and leaves e2ae on this re-offer",
+            f"{dec.rule}; {clause} / local {prule}",
+        )
+    if verdict is DowngradeAction.REJECT:
+        raise SdpError(
+            f"re-offer would take {stream} out of e2ae ({clause}; local policy e2ae_downgrade)"
+        )
+    rule = f"{clause} / local {prule}"
+    proto = m.proto.upper()
+    if orig:
+        if proto in _RTP_PLAIN or proto == MSRP_TLS:
+            why = (
+                "without a=3ge2ae:requested"
+                if _indication(m, _session_indication(offer)) is not _REQUESTED
+                else "with e2ae requested, which policy alone would not apply"
+            )
+            return _originating_e2ae(
+                offer,
+                m,
+                i,
+                kind,
+                proto,
+                ctx,
+                policy,
+                subscriber,
+                prev,
+                rekey,
+                f"e2ae stream re-offered by the UE {why}: kept e2ae",
+                rule,
+            )
+        if kind is not _OTHER:
+            # The UE chose plain media itself: no key of it to protect; the gateway stays in
+            # the path so that the core never learns the UE's address mid-call.
+            return _base_stream(offer, m, i, kind, _PASS), _decision(
+                i,
+                kind,
+                _PASS,
+                f"e2ae stream re-offered by the UE as {m.proto}: kept anchored at the gateway, "
+                "plain on both legs, "
+                + ("SRTP keys dropped" if kind is _RTP else "TLS no longer terminated"),
+                rule,
+            )
+    elif kind is _RTP and proto in _RTP_SECURE:
+        return _terminating_rtp_e2ae(
+            offer, m, i, proto, "; e2ae stream kept towards the UE", rule
+        )
+    elif kind is _MSRP:
+        if proto == MSRP_TCP:
+            return _terminating_msrp_e2ae(
+                offer,
+                m,
+                i,
+                (),
+                False,
+                "e2ae stream kept towards the UE: TCP/MSRP->TCP/TLS/MSRP, gateway fingerprint "
+                "and 3ge2ae:applied added",
+                rule,
+            )
+        core_fps = usable(_fingerprints(offer, m))
+        if core_fps:
+            return _terminating_msrp_e2ae(
+                offer,
+                m,
+                i,
+                core_fps,
+                True,
+                "e2ae stream kept towards the UE: TLS from the core terminated on both legs",
+                rule,
+            )
+    raise SdpError(
+        f"re-offer would take {stream} out of e2ae and the gateway cannot keep it "
+        f"({clause}; local policy e2ae_downgrade)"
+    )
 
 
 def _parse_cryptos(m: Media, i: int) -> list[CryptoAttr]:
@@ -377,17 +518,7 @@ def _plan_terminating(
                 "e2ae support for RTP not established: no media plane security" + foreign,
                 f"{C_TERM} step 3",
             )
-        so = _base_stream(offer, m, i, kind, _E2AE_MODE, _RTP_SECURE[proto])
-        stripped = "; core crypto lines dropped" if m.has_attr("crypto") else ""
-        return so, _decision(
-            i,
-            kind,
-            _E2AE_MODE,
-            f"{m.proto}->{_RTP_SECURE[proto]}, K21 offered, 3ge2ae:applied added"
-            + stripped
-            + foreign,
-            f"{C_TERM} steps 3-4",
-        )
+        return _terminating_rtp_e2ae(offer, m, i, proto, foreign, f"{C_TERM} steps 3-4")
     if kind is _OTHER:
         return _passthrough(
             offer, m, i, kind, plain_mode, f"{m.proto}: not e2ae" + foreign, f"{C_TERM} step 3"
@@ -447,12 +578,41 @@ def _plan_terminating(
             "TLS from the core terminated on both legs: gateway fingerprint towards UE and "
             "core, 3ge2ae:applied added"
         )
+    return _terminating_msrp_e2ae(offer, m, i, core_fps, core_tls, action + foreign, rule)
+
+
+def _terminating_rtp_e2ae(
+    offer: Sdp, m: Media, i: int, proto: str, note: str, rule: str
+) -> tuple[StreamOffer, StreamDecision]:
+    """7.3.1 steps 3-4 on plain RTP from the core: SRTP with our K21 towards the UE."""
+    so = _base_stream(offer, m, i, _RTP, _E2AE_MODE, _RTP_SECURE[proto])
+    stripped = "; core crypto lines dropped" if m.has_attr("crypto") else ""
+    return so, _decision(
+        i,
+        _RTP,
+        _E2AE_MODE,
+        f"{m.proto}->{_RTP_SECURE[proto]}, K21 offered, 3ge2ae:applied added" + stripped + note,
+        rule,
+    )
+
+
+def _terminating_msrp_e2ae(
+    offer: Sdp,
+    m: Media,
+    i: int,
+    core_fps: tuple[Fingerprint, ...],
+    core_tls: bool,
+    action: str,
+    rule: str,
+) -> tuple[StreamOffer, StreamDecision]:
+    """7.3.1 step 4 on MSRP from the core: TLS with the gateway's certificate towards the UE
+    (and towards the core too when `core_tls`)."""
     so = _msrp_info(
         offer,
         m,
-        _base_stream(offer, m, i, kind, _E2AE_MODE),
+        _base_stream(offer, m, i, _MSRP, _E2AE_MODE),
         proto_out=MSRP_TLS,
         core_fingerprints=core_fps,
         core_tls=core_tls,
     )
-    return so, _decision(i, kind, _E2AE_MODE, action + foreign, rule)
+    return so, _decision(i, _MSRP, _E2AE_MODE, action, rule)

@@ -2,6 +2,7 @@
 
 from .base import (
     CryptoSelection,
+    DowngradeAction,
     MsrpTlsAction,
     Policy,
     PolicyContext,
@@ -13,6 +14,7 @@ from .yaml_policy import RuleSet, YamlPolicy, load_policy, strict_policy
 
 __all__ = [
     "CryptoSelection",
+    "DowngradeAction",
     "MsrpTlsAction",
     "Policy",
     "PolicyContext",

@@ -6,6 +6,7 @@
 | `terminating_msrp_unregistered` | 7.3.1 step 3: TCP/MSRP from the core, support not registered |
 | `terminating_msrp_tls`          | 7.3.1 step 3: TCP/TLS/MSRP from the core                     |
 | `e2ae_not_registered`           | 7.2.1 NOTE 2a: indication present, support not registered    |
+| `e2ae_downgrade`                | a re-offer would take a stream anchored as e2ae out of e2ae   |
 | `allowed_suites`                | crypto suite allow-list, in order of preference               |
 | `offer_suites`                  | which suites we offer to the UE (K21), in order (7.3.1 step 4)|
 | `select_crypto`                 | which UE crypto line becomes K11 (7.2.1 step 3)               |
@@ -46,6 +47,20 @@ class UnnegotiatedAction(enum.Enum):
     APPLY = "apply"  # apply e2ae anyway
 
 
+class DowngradeAction(enum.Enum):
+    """A re-offer (UE or core) that would take a stream anchored as e2ae out of e2ae.
+
+    TS 33.328 7.2.1 / 7.3.1 decide per offer and say nothing about a stream that was e2ae and
+    is re-offered without the indication: read literally, the UE's SDES key (the one it has been
+    using towards the gateway) would go to the core and anchoring would stop mid-call. Local
+    policy decides.
+    """
+
+    KEEP = "keep"  # the stream stays e2ae (or anchored plain); the UE's keys stay on access
+    REJECT = "reject"  # 488 + Warning naming the stream; the previous media stays
+    ALLOW = "allow"  # decide the re-offer on its own, as for an initial offer
+
+
 class CryptoSelection(enum.Enum):
     """How K11 is chosen among the UE's usable crypto lines."""
 
@@ -77,6 +92,8 @@ class Policy(Protocol):
     def terminating_msrp_tls(self, ctx: PolicyContext) -> MsrpTlsAction: ...
 
     def e2ae_not_registered(self, ctx: PolicyContext) -> UnnegotiatedAction: ...
+
+    def e2ae_downgrade(self, ctx: PolicyContext) -> DowngradeAction: ...
 
     def allowed_suites(self, ctx: PolicyContext) -> Sequence[str]: ...
 

@@ -7,6 +7,7 @@ Keys (all optional; the defaults are strict 3GPP, see config/policy-strict-3gpp.
       terminating_msrp_unregistered: none | terminate # 7.3.1 step 3
       terminating_msrp_tls: pass | terminate          # 7.3.1 step 3, NOTE x
       e2ae_not_registered: reject | e2e | apply       # 7.2.1 NOTE 2a
+      e2ae_downgrade: keep | reject | allow           # re-offer leaving e2ae (default keep)
       crypto:
         allow: [AES_CM_128_HMAC_SHA1_80, ...]         # allow-list = preference order
         offer: [AES_CM_128_HMAC_SHA1_80, ...]         # K21 lines offered to the UE, in order
@@ -40,6 +41,7 @@ from ..plugin import instantiate
 from ..sdp.crypto import GATEWAY_SUITES, SUITES, CryptoAttr
 from .base import (
     CryptoSelection,
+    DowngradeAction,
     MsrpTlsAction,
     Policy,
     PolicyContext,
@@ -63,6 +65,9 @@ class RuleSet:
     terminating_msrp_tls: MsrpTlsAction = MsrpTlsAction.PASS
     # 7.2.1 NOTE 2a: "this is an error case" -> refuse the offer.
     e2ae_not_registered: UnnegotiatedAction = UnnegotiatedAction.REJECT
+    # Not a 3GPP policy point: a re-offer without the indication on a stream anchored as e2ae
+    # keeps it e2ae, so that the UE's key never reaches the core (issue 11 item 8).
+    e2ae_downgrade: DowngradeAction = DowngradeAction.KEEP
     allow: tuple[str, ...] = GATEWAY_SUITES
     offer: tuple[str, ...] = DEFAULT_OFFER
     select: CryptoSelection = CryptoSelection.FIRST_SUPPORTED
@@ -104,6 +109,9 @@ class YamlPolicy:
     def e2ae_not_registered(self, ctx: PolicyContext) -> UnnegotiatedAction:
         return self.rules(ctx.subscriber)[0].e2ae_not_registered
 
+    def e2ae_downgrade(self, ctx: PolicyContext) -> DowngradeAction:
+        return self.rules(ctx.subscriber)[0].e2ae_downgrade
+
     def allowed_suites(self, ctx: PolicyContext) -> Sequence[str]:
         return self.rules(ctx.subscriber)[0].allow
 
@@ -129,6 +137,7 @@ _RULE_KEYS: Final[dict[str, type[Any]]] = {
     "terminating_msrp_unregistered": UnregisteredMsrpAction,
     "terminating_msrp_tls": MsrpTlsAction,
     "e2ae_not_registered": UnnegotiatedAction,
+    "e2ae_downgrade": DowngradeAction,
 }
 _CRYPTO_KEYS: Final = ("allow", "offer", "select")
 
@@ -219,8 +228,8 @@ def _load_class(file: str, section: Mapping[str, Any]) -> Policy:
     obj = instantiate(file, "policy", spec, section.get("options", {}))
     if not isinstance(obj, Policy):
         missing = [m for m in ("originating_msrp_tls", "terminating_msrp_unregistered",
-                               "terminating_msrp_tls", "e2ae_not_registered", "allowed_suites",
-                               "offer_suites", "select_crypto", "describe")
+                               "terminating_msrp_tls", "e2ae_not_registered", "e2ae_downgrade",
+                               "allowed_suites", "offer_suites", "select_crypto", "describe")
                    if not callable(getattr(obj, m, None))]
         raise ConfigError(file, "policy.class",
                           f"{spec} does not implement Policy (missing {', '.join(missing)})")

@@ -88,6 +88,24 @@ def _split_unquoted(text: str, sep: str) -> list[str]:
     return out
 
 
+def check_readable(content_encoding: str | None, content_type: str | None, body: bytes) -> None:
+    """Raise `BodyError` when a non-empty body cannot be read as sent: a Content-Encoding other
+    than `identity` (415: RFC 3261 §20.12 lets a UAS refuse one it does not support with 415
+    and Accept-Encoding, §21.4.13), or no Content-Type at all (400: RFC 3261 §20.15 makes it
+    mandatory for a non-empty body). A middlebox that rewrites SDP must refuse both: it cannot
+    tell whether the bytes hold an offer, and passing them on unseen would leak the UE's keys
+    to the core and leave the gateway out of the media path."""
+    if not body:
+        return
+    if content_encoding is not None:
+        codings = [c.strip().lower() for c in content_encoding.split(",")]
+        bad = [c for c in codings if c and c != "identity"]
+        if bad:
+            raise BodyError(415, f"Content-Encoding {', '.join(bad)[:40]} not supported")
+    if content_type is None or not content_type.strip():
+        raise BodyError(400, "body without Content-Type")
+
+
 def is_multipart(content_type: str | None) -> bool:
     return media_type(content_type)[0].startswith("multipart/")
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pcscf_alg.errors import SipParseError
-from pcscf_alg.sip.headers import VIA_RE, header_tag
+from pcscf_alg.sip.headers import VIA_RE, SipUri, header_tag
 
 # --- Limits (named, in the manner of h11). -------------------------------------------------------
 # 65,535 bytes: the largest UDP payload, and the limit Kamailio (BUF_SIZE) and OpenSIPS use for
@@ -32,6 +32,11 @@ MAX_HEADER_COUNT = 256
 # Largest header block we buffer on a stream before giving up (h11's max_incomplete_event_size
 # idea): with no blank line after this many bytes the peer is not speaking SIP.
 MAX_HEADER_BLOCK = 32_768
+
+# Control characters a proxy must not forward in a start line or header field (RFC 3261 §25.1:
+# TEXT-UTF8 and every token exclude CTL; HTAB is LWS; CR and LF only end lines). A NUL in a
+# Request-URI or header is also what truncates strings in C-based peers downstream.
+_CTL_RE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 # RFC 3261 §7.3.3 compact forms, plus RFC 3841/3515/3892/4028/6665 ones seen in IMS.
 COMPACT_FORMS: dict[str, str] = {
@@ -472,11 +477,47 @@ def _parse_start_line(line: str) -> tuple[str | None, str | None, int, str, str]
         # e.g. "<sip:user@example.com>" (RFC 4475 §3.1.2.7)
         raise SipParseError("Bad Request-URI")
     scheme = uri[: m.end() - 1].lower()
-    if (scheme == "sip" or scheme == "sips") and "?" in uri[uri.rfind("@") + 1 :]:
-        # RFC 3261 §19.1.1 table 1: headers are not allowed in a Request-URI (RFC 4475
-        # §3.1.2.11). The '?' search starts after the userinfo, where '?' is a legal character.
-        raise SipParseError("Request-URI with headers")
+    if scheme == "sip" or scheme == "sips":
+        if "?" in uri[uri.rfind("@") + 1 :]:
+            # RFC 3261 §19.1.1 table 1: headers are not allowed in a Request-URI (RFC 4475
+            # §3.1.2.11). The '?' search starts after the userinfo, where '?' is legal.
+            raise SipParseError("Request-URI with headers")
+        # RFC 3261 §19.1.1/§25.1: hostport is mandatory (`sip:@@@`, `sip:alice@` have none) and
+        # userinfo holds no raw '@'. A proxy must not pass such a target on to the core.
+        try:
+            target = SipUri.parse(uri)
+        except SipParseError:
+            raise SipParseError("Bad Request-URI") from None
+        if not target.host.strip("[]") or (target.user is not None and "@" in target.user):
+            raise SipParseError("Bad Request-URI")
     return method, uri, 0, "", version
+
+
+def _ctl_escaped(head: bytes) -> bool:
+    """Whether every control character in a header block is a quoted-pair inside a quoted
+    string, the one place RFC 3261 §25.1 admits one (`quoted-pair = "\\" (%x00-09 / %x0B-0C /
+    %x0E-7F)`; RFC 4475 §3.1.1.2 intmeth quotes NUL, BEL and DEL). The start line admits none.
+    Only called when `_CTL_RE` found one, so the byte loop costs nothing on ordinary traffic."""
+    eol = head.find(b"\n")
+    if _CTL_RE.search(head, 0, eol if eol >= 0 else len(head)) is not None:
+        return False
+    quoted = False
+    i = eol + 1 if eol >= 0 else len(head)
+    n = len(head)
+    while i < n:
+        c = head[i]
+        if c == 0x0A:
+            quoted = False  # each line starts unquoted: the safe reading of a folded one
+        elif quoted and c == 0x5C:  # backslash: the next octet is taken literally
+            i += 1
+            if i < n and head[i] in (0x0A, 0x0D):
+                return False
+        elif c == 0x22:
+            quoted = not quoted
+        elif (c < 0x20 and c not in (0x09, 0x0D)) or c == 0x7F:
+            return False
+        i += 1
+    return True
 
 
 def _split_lines(text: str) -> list[str]:
@@ -665,6 +706,8 @@ def parse_message(data: bytes, *, datagram: bool = True) -> SipMessage:
             else:
                 raise SipParseError("Incomplete header block")
         lines = _split_lines(data[:hend].decode("utf-8", "surrogateescape"))
+    if _CTL_RE.search(data, 0, hend) is not None and not _ctl_escaped(data[:hend]):
+        raise SipParseError("Control character in start line or header")
     method, uri, status, reason, version = _parse_start_line(lines[0])
     fields, raw, found = _parse_fields(lines)
     headers = Headers(fields)
@@ -696,20 +739,35 @@ class StreamFramer:
     `feed(data)` returns complete frames (bytes). CRLF keep-alives (RFC 5626 §4.4.1: "\\r\\n\\r\\n"
     ping, "\\r\\n" pong) between messages are reported via `pings` so the adapter can answer.
     Raises SipParseError when the stream cannot be framed any more (the caller closes it):
-    no or conflicting Content-Length, a header block over MAX_HEADER_BLOCK or a message over
-    MAX_MESSAGE_SIZE (513).
+    no or conflicting Content-Length, or a malformed one.
+
+    A message over `max_message` bytes (a header block with no end within the limit, or a
+    Content-Length that takes it over) is not an exception: `feed` returns the frames completed
+    before it and sets `too_large` to its head (the header block, or the complete lines of it
+    received so far), so that the adapter can answer 513 Message Too Large (RFC 3261 §21.5.14)
+    from it and then close. From then on the framer discards everything it is fed (the adapter
+    may drain the peer's remaining bytes while its 513 leaves).
+
+    `partial` says whether a message has begun and not ended (the adapter's Slowloris deadline
+    counts from the feed that made it true).
     """
 
-    __slots__ = ("_buf", "_scanned", "pings")
+    __slots__ = ("_buf", "_scanned", "max_header", "max_message", "pings", "too_large")
 
-    def __init__(self) -> None:
+    def __init__(self, max_message: int = MAX_MESSAGE_SIZE) -> None:
         self._buf = bytearray()
         self._scanned = 0  # bytes of the current header block already searched for its end
         self.pings = 0
+        self.max_message = max_message
+        # The head alone may not take more than the whole message may.
+        self.max_header = min(MAX_HEADER_BLOCK, max_message)
+        self.too_large: bytes | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
-        self._buf += data
         out: list[bytes] = []
+        if self.too_large is not None:
+            return out  # the stream is over; what follows the oversize message is discarded
+        self._buf += data
         buf = self._buf
         while buf:
             # Leading CRLFs: keep-alive pings (double CRLF) or padding.
@@ -723,7 +781,7 @@ class StreamFramer:
                     break  # maybe the start of a ping: wait for more
                 del buf[:1]
                 continue
-            limit = MAX_HEADER_BLOCK + 4
+            limit = self.max_header + 4
             frm = max(0, self._scanned - 3)
             i = buf.find(b"\r\n\r\n", frm, limit)
             j = buf.find(b"\n\n", frm, i if i >= 0 else limit)
@@ -732,8 +790,12 @@ class StreamFramer:
             elif i >= 0:
                 hend, bstart = i, i + 4
             else:
-                if len(buf) > MAX_HEADER_BLOCK:
-                    raise SipParseError("Header block too large", 513)
+                if len(buf) > self.max_header:
+                    # Keep whole lines only: a header cut in the middle must not be salvaged
+                    # into a response as if it were complete.
+                    cut = buf.rfind(b"\n", 0, self.max_header)
+                    self._oversize(bytes(buf[: cut + 1]) if cut >= 0 else b"")
+                    break
                 self._scanned = len(buf)
                 break
             self._scanned = hend
@@ -744,8 +806,9 @@ class StreamFramer:
                 raise SipParseError("Conflicting Content-Length headers")
             clen = _uint(lengths.pop().decode("latin-1"), "Content-Length", 10)
             total = bstart + clen
-            if total > MAX_MESSAGE_SIZE:
-                raise SipParseError("Message too large", 513)
+            if total > self.max_message:
+                self._oversize(bytes(buf[:bstart]))
+                break
             if len(buf) < total:
                 break
             out.append(bytes(buf[:total]))
@@ -753,9 +816,19 @@ class StreamFramer:
             self._scanned = 0
         return out
 
+    def _oversize(self, head: bytes) -> None:
+        self.too_large = head
+        self._buf.clear()
+        self._scanned = 0
+
     @property
     def buffered(self) -> int:
         return len(self._buf)
+
+    @property
+    def partial(self) -> bool:
+        """A message has begun (a byte other than CR/LF) and is not complete yet."""
+        return bool(self._buf) and self._buf[0] not in (13, 10)
 
 
 def make_response(

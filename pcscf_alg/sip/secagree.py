@@ -139,8 +139,11 @@ def _trusted(name: str, params: tuple[tuple[str, str | None], ...]) -> SecMechan
     return m
 
 
-def _parse_one(text: str, out: list[SecMechanism]) -> None:
-    """Parse one header instance (`sec-mechanism *(COMMA sec-mechanism)`) into `out`."""
+def _parse_one(
+    text: str, out: list[SecMechanism], seen: set[_CanonMech] | None = None
+) -> None:
+    """Parse one header instance (`sec-mechanism *(COMMA sec-mechanism)`) into `out`. With
+    `seen`, an exact duplicate of a mechanism already in `out` is skipped (and not counted)."""
     n = len(text)
     if not text.strip(_LWS_CHARS):
         raise SipParseError("empty security mechanism header", 400)
@@ -160,7 +163,14 @@ def _parse_one(text: str, out: list[SecMechanism]) -> None:
             pos = pm.end()
             if len(params) > MAX_PARAMS_PER_MECHANISM:
                 raise SipParseError("too many security mechanism parameters", 400)
-        out.append(_trusted(name, tuple(params)))
+        mech = _trusted(name, tuple(params))
+        if seen is None:
+            out.append(mech)
+        else:
+            canon = _canon(mech)
+            if canon not in seen:
+                seen.add(canon)
+                out.append(mech)
         if len(out) > MAX_MECHANISMS:
             raise SipParseError("too many security mechanisms", 400)
         if pos == n:
@@ -173,17 +183,25 @@ def _parse_one(text: str, out: list[SecMechanism]) -> None:
         pos += 1
 
 
-def parse_security_header(values: Sequence[str]) -> list[SecMechanism]:
+def parse_security_header(
+    values: Sequence[str], *, dedupe: bool = False
+) -> list[SecMechanism]:
     """Parse every instance of a Security-Client/-Server/-Verify header, in order.
 
     `values` are the raw field values, one per header line (RFC 3261 §7.3.1: several lines are
     equivalent to one comma-separated line). An empty sequence gives an empty list.
+
+    `dedupe` drops exact duplicates (same name and parameters, compared as `verify_matches`
+    does) before the `MAX_MECHANISMS` count. For Security-Verify: a repeated copy of what the
+    server sent carries no downgrade, and Asterisk (without `endpoint=` on its registration)
+    appends the whole Security-Server list again on every refresh.
     """
     if isinstance(values, str):  # a common slip: a bare str would be parsed char by char
         values = (values,)
     out: list[SecMechanism] = []
+    seen: set[_CanonMech] | None = set() if dedupe else None
     for value in values:
-        _parse_one(value, out)
+        _parse_one(value, out, seen)
     return out
 
 

@@ -44,6 +44,21 @@ mapped to INVITE. The Request-URI and To tag are left out: for the ACK of a non-
 CANCEL they equal the INVITE's anyway (§17.1.1.3, §9.1), and leaving them out lets the same key
 match all three. Client transactions are keyed on (top-Via branch, CSeq method).
 
+Memory (issue 11 item 6: a flood of unauthenticated REGISTERs must cost little, and boundedly):
+  * `max_server_transactions` caps the live server transactions of a layer; a request that
+    would create one more is answered `503 Service Unavailable` with `Retry-After` statelessly
+    (RFC 3261 §21.5.4, §20.33; §16.3 lets a proxy that cannot take the request reject it) and
+    leaves nothing behind. Retransmissions of live transactions, and a CANCEL of a live INVITE
+    (it frees state), are still handled. The ACK to such a 503 (its To tag starts with
+    `OVERLOAD_TAG`) is absorbed.
+  * once a non-INVITE transaction is Completed it keeps only what §17 still needs: its key,
+    peer and timers, and for a server transaction the serialised final response it re-sends
+    on retransmissions. The parsed request, the parsed response and `user_data` are released
+    (`released` becomes True; reading `request` then raises `TransactionReleased`, and
+    `last_response` of a server transaction is re-parsed from the cached bytes). A non-INVITE
+    client transaction never keeps the parsed request: it retransmits the serialised bytes.
+    INVITE transactions keep theirs (ACK and CANCEL are built from it, §17.1.1.3, §9.1).
+
 Time: every timer is one entry in a heap with lazy deletion (a transaction remembers the sequence
 number of its live entries; stale entries are skipped when they surface and the heap is compacted
 when they dominate), so `get_timer()` and scheduling are O(log n) at thousands of transactions.
@@ -54,6 +69,7 @@ from __future__ import annotations
 import enum
 import heapq
 import logging
+import math
 import secrets
 from collections import deque
 from dataclasses import dataclass
@@ -62,7 +78,7 @@ from typing import TypeAlias
 
 from pcscf_alg.errors import SipParseError
 from pcscf_alg.sip.headers import MAGIC_COOKIE, Via, header_tag
-from pcscf_alg.sip.message import Headers, SipMessage, make_response
+from pcscf_alg.sip.message import Headers, SipMessage, make_response, parse_message
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +96,10 @@ HEAP_COMPACT_MIN = 4096
 # RFC 3261 §8.1.1.6: Max-Forwards SHOULD be 70 in a request a UAC originates. Used for the ACK and
 # CANCEL we generate when the original request carries none (it always should).
 DEFAULT_MAX_FORWARDS = "70"
+
+# To-tag prefix of the 503 sent statelessly when the server-transaction cap is reached: the
+# ACK to it (§17.1.1.3, hop by hop) is recognised by it and absorbed, not routed as a stray.
+OVERLOAD_TAG = "ovl503-"
 
 # Timers that retransmit (at most one per transaction at a time) vs those that end a state.
 _RETRANSMIT_TIMERS = frozenset({"A", "E", "G"})
@@ -166,21 +186,28 @@ _S = TransactionState
 TxKey: TypeAlias = tuple[str, ...]
 
 
+class TransactionReleased(RuntimeError):
+    """The parsed request of a transaction was read after the layer released it (see the
+    module docstring, "Memory")."""
+
+
 class Transaction:
-    """Fields shared by client and server transactions. `user_data` belongs to the TU."""
+    """Fields shared by client and server transactions. `user_data` belongs to the TU (the
+    layer drops its reference when it releases a Completed non-INVITE transaction)."""
 
     __slots__ = (
         "_interval",
+        "_last",
         "_life",
         "_out",
+        "_request",
         "_rtx",
         "branch",
         "is_invite",
         "key",
-        "last_response",
         "method",
         "peer",
-        "request",
+        "released",
         "state",
         "user_data",
     )
@@ -189,14 +216,16 @@ class Transaction:
         self, key: TxKey, request: SipMessage, peer: Peer, state: TransactionState, branch: str
     ) -> None:
         self.key = key
-        self.request = request
+        self._request: SipMessage | None = request
         self.method: str = request.method or ""
         self.is_invite = self.method == "INVITE"
         self.peer = peer
         self.state = state
         self.branch = branch
-        self.last_response: SipMessage | None = None
+        self._last: SipMessage | None = None
         self.user_data: object | None = None
+        # True once the layer dropped the parsed messages (Completed non-INVITE).
+        self.released = False
         # Internal: wire bytes to retransmit (request for a client, last response for a server),
         # current retransmit interval, heap sequence numbers of the live retransmit / lifetime
         # timers (0 = none).
@@ -204,6 +233,27 @@ class Transaction:
         self._interval = 0.0
         self._rtx = 0
         self._life = 0
+
+    @property
+    def request(self) -> SipMessage:
+        """The request that created the transaction (for a server transaction: as received)."""
+        req = self._request
+        if req is None:
+            raise TransactionReleased(f"{self!r}: request released")
+        return req
+
+    @property
+    def last_response(self) -> SipMessage | None:
+        """The last response sent (server) or received (client); None when none, or when a
+        client transaction was released."""
+        return self._last
+
+    def _release(self) -> None:
+        """Keep only what absorbing retransmissions needs (see the module docstring)."""
+        self._request = None
+        self._last = None
+        self.user_data = None
+        self.released = True
 
     @property
     def terminated(self) -> bool:
@@ -229,6 +279,12 @@ class ClientTransaction(Transaction):
         self._cancel_pending = False
         self.cancelled_invite: ClientTransaction | None = None
 
+    def _release(self) -> None:
+        super()._release()
+        # Completed: the request is never retransmitted again (§17.1.2.2). `cancelled_invite`
+        # stays: the TU reads it with the CANCEL's response, and the INVITE is alive anyway.
+        self._out = b""
+
 
 class ServerTransaction(Transaction):
     """RFC 3261 §17.2. For a CANCEL, `cancelled_invite` is the INVITE server transaction it
@@ -242,6 +298,19 @@ class ServerTransaction(Transaction):
         super().__init__(key, request, peer, state, branch)
         self.cancelled = False
         self.cancelled_invite: ServerTransaction | None = None
+
+    @property
+    def last_response(self) -> SipMessage | None:
+        # Released: the final response survives as the bytes re-sent on retransmissions; a
+        # reader (rare: logs, tests) gets it parsed again rather than every transaction
+        # keeping both forms.
+        if self._last is None and self.released and self._out:
+            return parse_message(self._out)
+        return self._last
+
+    def _release(self) -> None:
+        super()._release()
+        self.cancelled_invite = None
 
 
 AnyTransaction: TypeAlias = ClientTransaction | ServerTransaction
@@ -394,9 +463,25 @@ def server_key(msg: SipMessage) -> TxKey:
 class TransactionLayer:
     """Owns every transaction; see the module docstring for the calling pattern."""
 
-    def __init__(self, timers: Timers = DEFAULT_TIMERS, *, auto_trying: bool = True) -> None:
+    def __init__(
+        self,
+        timers: Timers = DEFAULT_TIMERS,
+        *,
+        auto_trying: bool = True,
+        max_server_transactions: int | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        """`max_server_transactions`: the cap of live server transactions (None: no cap);
+        `retry_after`: the Retry-After seconds of the 503 beyond it (default: Timer J rounded
+        up, the longest a Completed non-INVITE server transaction holds its slot)."""
+        if max_server_transactions is not None and max_server_transactions < 1:
+            raise ValueError("max_server_transactions must be at least 1")
         self.timers = timers
         self.auto_trying = auto_trying
+        self.max_server_transactions = max_server_transactions
+        self.retry_after = retry_after if retry_after is not None else math.ceil(timers.J)
+        # Requests answered 503 because of the cap (metrics).
+        self.rejected_overload = 0
         self._server: dict[TxKey, ServerTransaction] = {}
         self._client: dict[TxKey, ClientTransaction] = {}
         self._heap: list[tuple[float, int, AnyTransaction, str]] = []
@@ -452,6 +537,8 @@ class TransactionLayer:
         key = server_key(msg)
         txn = self._server.get(key)
         if msg.method == "ACK":
+            if txn is None and (header_tag(msg.headers.get("to")) or "").startswith(OVERLOAD_TAG):
+                return None  # §17.1.1.3: the ACK to our stateless 503 ends here (hop by hop)
             if txn is not None and txn.is_invite:
                 if txn.state is _S.COMPLETED:
                     # §17.2.1: ACK in Completed -> Confirmed; stop G and H; Timer I absorbs
@@ -471,6 +558,10 @@ class TransactionLayer:
         if txn is not None:
             self._absorb(txn, source)
             return None
+        cap = self.max_server_transactions
+        if cap is not None and len(self._server) >= cap and not self._cancels_live_invite(key):
+            self._reject_overload(msg, source)
+            return None
         branch = key[0]
         if msg.method == "INVITE":
             # §17.2.1: a new INVITE server transaction starts in Proceeding.
@@ -482,7 +573,7 @@ class TransactionLayer:
                 ts = msg.headers.get("timestamp")
                 extra = [("Timestamp", ts)] if ts is not None else None
                 trying = make_response(msg, 100, "Trying", extra=extra)
-                txn.last_response = trying
+                txn._last = trying
                 txn._out = trying.serialize()
                 self._out.append((txn._out, source))
         else:
@@ -495,6 +586,26 @@ class TransactionLayer:
                     txn.cancelled_invite = invite
                     invite.cancelled = True
         return txn
+
+    def _cancels_live_invite(self, key: TxKey) -> bool:
+        # A CANCEL of a live INVITE passes the cap: it ends state rather than adding any, and
+        # there is at most one per INVITE (same key but the method).
+        return key[-1] == "CANCEL" and (*key[:-1], "INVITE") in self._server
+
+    def _reject_overload(self, msg: SipMessage, source: Peer) -> None:
+        """503 + Retry-After, sent statelessly (RFC 3261 §21.5.4, §20.33): no transaction, no
+        timer, no reference to `msg` survives; a retransmission of the request gets another."""
+        self.rejected_overload += 1
+        resp = make_response(
+            msg,
+            503,
+            "Service Unavailable",
+            # §8.2.6.2: a response from a UAS role carries a To tag; ours is recognisable so that
+            # the ACK to a 503 for an INVITE is absorbed (see receive_request).
+            to_tag=OVERLOAD_TAG + secrets.token_hex(4),
+            extra=[("Retry-After", str(self.retry_after))],
+        )
+        self._out.append((resp.serialize(), source))
 
     def server_transactions_for(self, msg: SipMessage) -> list[ServerTransaction]:
         """The live server transaction this request belongs to, as a 0- or 1-element list."""
@@ -565,8 +676,10 @@ class TransactionLayer:
                 txn.state = _S.PROCEEDING  # §17.2.2
                 return True
             # §17.2.2: final -> Completed; Timer J absorbs request retransmissions (64*T1
-            # unreliable, zero reliable: nothing will be retransmitted).
+            # unreliable, zero reliable: nothing will be retransmitted). Absorbing needs only
+            # the key and the response bytes: the rest is released (module docstring, Memory).
             txn.state = _S.COMPLETED
+            txn._release()
             if txn.peer.reliable:
                 self._terminate(txn)
             else:
@@ -576,7 +689,7 @@ class TransactionLayer:
         return False
 
     def _send_response(self, txn: ServerTransaction, response: SipMessage) -> None:
-        txn.last_response = response
+        txn._last = response
         txn._out = response.serialize()
         self._out.append((txn._out, txn.peer))
 
@@ -603,6 +716,10 @@ class TransactionLayer:
         txn = ClientTransaction(key, msg, dest, _S.CALLING if invite else _S.TRYING, branch)
         self._client[key] = txn
         txn._out = msg.serialize()
+        if not invite:
+            # Retransmissions (Timer E) re-send these bytes; nothing is ever built from the
+            # parsed request of a non-INVITE (no ACK, no CANCEL), so it is not kept.
+            txn._request = None
         self._out.append((txn._out, dest))
         t = self.timers
         if not dest.reliable:
@@ -643,14 +760,14 @@ class TransactionLayer:
                         # the Calling state (a proxy runs Timer C instead, §16.8).
                         txn.state = _S.PROCEEDING
                         self._cancel_timers(txn)
-                    txn.last_response = msg
+                    txn._last = msg
                     if txn._cancel_pending:
                         # §9.1: the CANCEL waited for the first provisional.
                         txn._cancel_pending = False
                         self._send_cancel(txn, now)
                     return txn, msg
                 self._cancel_timers(txn)
-                txn.last_response = msg
+                txn._last = msg
                 txn._cancel_pending = False
                 if status < 300:
                     # RFC 6026 §8.4: 2xx -> Accepted; Timer M lets 2xx retransmissions (and
@@ -679,14 +796,19 @@ class TransactionLayer:
             log.debug("absorbing %s in %r", msg.short(), txn)
             return None
         if st is _S.TRYING or st is _S.PROCEEDING:
-            txn.last_response = msg
+            txn._last = msg
             if status < 200:
                 # §17.1.2.2: Proceeding; Timer E keeps running and becomes T2 when it fires.
                 txn.state = _S.PROCEEDING
                 return txn, msg
-            # §17.1.2.2: final -> Completed; Timer K absorbs response retransmissions.
+            # §17.1.2.2: final -> Completed; Timer K absorbs response retransmissions. Only the
+            # key matters from now on: the TU gets the response here, later ones are absorbed.
+            # `user_data` stays until Terminated, since the TU reads it on this very return.
             txn.state = _S.COMPLETED
             self._cancel_timers(txn)
+            user_data = txn.user_data
+            txn._release()
+            txn.user_data = user_data
             if txn.peer.reliable:
                 self._terminate(txn)
             else:

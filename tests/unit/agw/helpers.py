@@ -87,10 +87,11 @@ async def started_gateway(cfg: AgwConfig) -> tuple[InProcessGateway, Events]:
 
 
 class UdpPeer:
-    def __init__(self) -> None:
+    def __init__(self, host: str = HOST) -> None:
+        # `host`: another loopback address (127.0.0.2) plays a sender on a different IP.
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
-        self.sock.bind((HOST, 0))
+        self.sock.bind((host, 0))
         self.addr: tuple[str, int] = self.sock.getsockname()
 
     def send(self, data: bytes, addr: tuple[str, int]) -> None:

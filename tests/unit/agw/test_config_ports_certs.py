@@ -78,16 +78,41 @@ def test_section_must_be_mapping() -> None:
         parse_agw_config(["x"], "f")  # type: ignore[arg-type]
 
 
-def test_rtp_pool_even_pairs_fifo() -> None:
+def test_rtp_pool_even_pairs_random_and_reused_late() -> None:
     pool = PortPool(30001, 30010, step=2, name="rtp")
     assert pool.capacity == 4  # 30002, 30004, 30006, 30008 (30010 has no odd partner)
     a, b = pool.alloc(), pool.alloc()
-    assert (a, b) == (30002, 30004)
+    assert {a, b} <= {30002, 30004, 30006, 30008} and a != b
     pool.free(a)
-    assert [pool.alloc() for _ in range(3)] == [30006, 30008, 30002]  # freed port goes last
+    # the freed port cools while never-used ones are left: it comes back last
+    rest = [pool.alloc() for _ in range(3)]
+    assert rest[-1] == a and set(rest[:2]) == {30002, 30004, 30006, 30008} - {a, b}
     with pytest.raises(GatewayError, match="no free rtp"):
         pool.alloc()
     assert pool.in_use() == {30002, 30004, 30006, 30008}
+
+
+def test_pool_ports_are_not_predictable() -> None:
+    """Issue 11: the next call's port must not be guessable from the last one (an attacker
+    would take the MSRP port before the UE). 200 draws from 1,000 ports are not in order, and
+    first draws of fresh pools differ."""
+    pool = PortPool(40000, 40999, name="msrp")
+    got = [pool.alloc() for _ in range(200)]
+    assert len(set(got)) == 200
+    assert got != sorted(got)
+    firsts = {PortPool(40000, 40999).alloc() for _ in range(20)}
+    assert len(firsts) > 1
+
+
+def test_pool_reuses_a_freed_port_late() -> None:
+    pool = PortPool(40000, 40009)
+    held = [pool.alloc() for _ in range(10)]
+    for p in held[:6]:
+        pool.free(p)
+    # drawable again only once it is in the older half of the free ports
+    nxt = pool.alloc()
+    assert nxt in held[:3]  # the three oldest of six freed became drawable
+    assert pool.available == 5
 
 
 def test_pool_double_free_refused() -> None:

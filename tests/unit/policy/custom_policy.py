@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pcscf_alg.policy import (
+    DowngradeAction,
     MsrpTlsAction,
     PolicyContext,
     UnnegotiatedAction,
@@ -29,6 +30,9 @@ class AlwaysTerminate:
     def e2ae_not_registered(self, ctx: PolicyContext) -> UnnegotiatedAction:
         return UnnegotiatedAction.APPLY
 
+    def e2ae_downgrade(self, ctx: PolicyContext) -> DowngradeAction:
+        return DowngradeAction.REJECT
+
     def allowed_suites(self, ctx: PolicyContext) -> Sequence[str]:
         return ("AES_CM_128_HMAC_SHA1_80",)
 
@@ -42,6 +46,12 @@ class AlwaysTerminate:
 
     def describe(self, subscriber: str | None) -> str:
         return self.label
+
+
+class NoDowngrade(AlwaysTerminate):
+    """Written before the `e2ae_downgrade` policy point existed."""
+
+    e2ae_downgrade = None  # type: ignore[assignment]
 
 
 class Incomplete:

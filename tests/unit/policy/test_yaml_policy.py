@@ -12,6 +12,7 @@ from pcscf_alg.errors import ConfigError
 from pcscf_alg.mediaplan import Direction, MediaKind
 from pcscf_alg.policy import (
     CryptoSelection,
+    DowngradeAction,
     MsrpTlsAction,
     Policy,
     PolicyContext,
@@ -38,6 +39,7 @@ def test_defaults_are_strict_3gpp() -> None:
         assert p.terminating_msrp_unregistered(c) is UnregisteredMsrpAction.NONE
         assert p.terminating_msrp_tls(c) is MsrpTlsAction.PASS
         assert p.e2ae_not_registered(c) is UnnegotiatedAction.REJECT
+        assert p.e2ae_downgrade(c) is DowngradeAction.KEEP
         assert list(p.offer_suites(c)) == ["AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"]
         assert p.allowed_suites(c)[0] == "AES_CM_128_HMAC_SHA1_80"
         assert p.describe(None) == "policy default"
@@ -114,6 +116,9 @@ def test_select_by_rules() -> None:
         ({"subscribers": [{"match": ""}]}, "policy.subscribers[0].match", "non-empty"),
         ({"subscribers": [{"match": "x", "colour": "red"}]}, "policy.subscribers[0].colour",
          "unknown key"),
+        ({"e2ae_downgrade": "drop"}, "policy.e2ae_downgrade", "keep, reject, allow"),
+        ({"subscribers": [{"match": "x", "e2ae_downgrade": None}]},
+         "policy.subscribers[0].e2ae_downgrade", "must be one of"),
         ({"subscribers": [{"match": "x", "crypto": {"select": 1}}]},
          "policy.subscribers[0].crypto.select", "one of"),
         ({"class": "nope"}, "policy.class", "module:Class"),
@@ -162,12 +167,32 @@ def test_shipped_policies_mean_what_they_say() -> None:
     c = ctx()
     default = load_policy(None, "x")
     for m in ("originating_msrp_tls", "terminating_msrp_unregistered", "terminating_msrp_tls",
-              "e2ae_not_registered", "allowed_suites", "offer_suites"):
+              "e2ae_not_registered", "e2ae_downgrade", "allowed_suites", "offer_suites"):
         assert getattr(strict, m)(c) == getattr(default, m)(c), m
     assert rcs.originating_msrp_tls(c) is MsrpTlsAction.TERMINATE
     assert rcs.terminating_msrp_unregistered(c) is UnregisteredMsrpAction.TERMINATE
     assert li.terminating_msrp_tls(c) is MsrpTlsAction.TERMINATE
     assert li.e2ae_not_registered(c) is UnnegotiatedAction.APPLY
+    assert li.e2ae_downgrade(c) is rcs.e2ae_downgrade(c) is DowngradeAction.KEEP
+
+
+def test_e2ae_downgrade_per_subscriber() -> None:
+    p = load_policy({"e2ae_downgrade": "allow",
+                     "subscribers": [{"match": "sip:+1555*", "e2ae_downgrade": "reject"},
+                                     {"match": "sip:+1666*", "originating_msrp_tls": "pass"}]},
+                    "f")
+    assert p.e2ae_downgrade(ctx("sip:+15550001@x")) is DowngradeAction.REJECT
+    assert p.e2ae_downgrade(ctx("sip:+16660001@x")) is DowngradeAction.ALLOW  # inherited
+    assert p.e2ae_downgrade(ctx(None)) is DowngradeAction.ALLOW
+
+
+def test_custom_class_without_e2ae_downgrade_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError) as e:
+        load_policy({"class": "tests.unit.policy.custom_policy:NoDowngrade"}, "f.yaml")
+    assert e.value.key == "policy.class"
+    assert e.value.reason.endswith("(missing e2ae_downgrade)")
+    p = load_policy({"class": "tests.unit.policy.custom_policy:AlwaysTerminate"}, "f.yaml")
+    assert p.e2ae_downgrade(ctx()) is DowngradeAction.REJECT
 
 
 def test_narrowed_allow_list_narrows_the_inherited_offer() -> None:
