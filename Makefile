@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CONFIG ?= config/pcscf.yaml
 
-.PHONY: run test venv accel accel-deps system-deps lint typecheck bench demo clean check-config
+.PHONY: run test venv accel accel-deps system-deps lint typecheck bench demo clean check-config soak
 
 $(STAMP): pyproject.toml
 	@echo "pcscf-alg: setting up $(VENV) on $(PYTHON)"
@@ -64,7 +64,7 @@ check-config: venv
 # patch).
 CORE_TESTS := tests/unit/sip tests/unit/sdp tests/unit/test_e2ae_engine.py \
 	tests/unit/test_e2ae_examples.py tests/unit/test_e2ae_golden.py \
-	tests/unit/test_e2ae_fastpath.py tests/unit/test_accel.py
+	tests/unit/test_e2ae_fastpath.py tests/unit/test_accel.py tests/unit/test_e2ae_downgrade.py
 
 test: accel system-deps
 	$(BIN)/pytest -q -p no:cacheprovider
@@ -78,6 +78,12 @@ typecheck: lint
 
 bench: accel system-deps
 	$(BIN)/python -m bench.run_all
+
+# Adversarial soak (issue 11): legitimate e2ae calls while an attacker holds TCP connections,
+# drips bytes, floods REGISTERs and sprays the gateway's ports; RELIABILITY.md. Flags:
+# make soak SOAK_ARGS="--seconds 120 --rate 4" (python -m bench.soak --help).
+soak: accel system-deps
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 demo: venv system-deps
 	$(BIN)/python -m pcscf_alg.demo

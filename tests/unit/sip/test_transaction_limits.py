@@ -285,7 +285,7 @@ def test_config_validates_the_keys() -> None:
         key = next(iter(bad))
         assert e.value.key == f"sip.{key}" and e.value.file == "test.yaml"
     p, _ = _pcscf()
-    assert p.cfg.sip.max_transactions == 20000 and p.cfg.sip.overload_retry_after_s is None
+    assert p.cfg.sip.max_transactions == 50000 and p.cfg.sip.overload_retry_after_s is None
     assert p.layers[Side.ACCESS].retry_after == 32  # ceil(Timer J = 64 * 0.5)
 
 
