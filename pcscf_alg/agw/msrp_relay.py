@@ -24,7 +24,7 @@ own session may end the call:
   connections, and any while the UE's session is up, are refused at once (so a flood holds
   neither file descriptors nor TLS state beyond that bound).
 - Pass-through streams (StreamMode.PASS, plain TCP both ways) have no certificate to check: with
-  `msrp_pass_source_check` (default on) the access port takes connections only from the IP
+  `agw.strict_source` (default on) the access port takes connections only from the IP
   address the UE signalled (`plan.ue_remote`, when it is a usable IP literal), and the first one
   from there is the UE. A UE behind a NAT that rewrites its source needs the check off.
 - The UE's own failures still end the call: one TlsFailed per stream when no verified session

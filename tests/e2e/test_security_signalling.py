@@ -51,7 +51,7 @@ a=sendrecv
 
 
 def nothing_arrives(peer: UdpPeer, timeout: float = 1.0) -> None:
-    """Nothing but retransmission-free silence on `peer` for `timeout` seconds."""
+    """No message at all reaches `peer` within `timeout` seconds."""
     with pytest.raises(TimeoutError):
         msg, _ = peer.recv(timeout)
         raise AssertionError(f"unexpected message reached the peer: {msg.short()}")
