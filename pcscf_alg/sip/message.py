@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pcscf_alg.errors import SipParseError
-from pcscf_alg.sip.headers import VIA_RE, SipUri, header_tag
+from pcscf_alg.sip.headers import VIA_RE, header_tag
 
 # --- Limits (named, in the manner of h11). -------------------------------------------------------
 # 65,535 bytes: the largest UDP payload, and the limit Kamailio (BUF_SIZE) and OpenSIPS use for
@@ -37,6 +37,9 @@ MAX_HEADER_BLOCK = 32_768
 # TEXT-UTF8 and every token exclude CTL; HTAB is LWS; CR and LF only end lines). A NUL in a
 # Request-URI or header is also what truncates strings in C-based peers downstream.
 _CTL_RE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Every other octet: `head.translate(None, _NOT_CTL)` leaves only the control characters. That
+# is one C pass (about 1 us for a 1.2 kB header block, a third of the regex search above).
+_NOT_CTL = bytes(c for c in range(256) if not _CTL_RE.match(bytes((c,))))
 
 # RFC 3261 §7.3.3 compact forms, plus RFC 3841/3515/3892/4028/6665 ones seen in IMS.
 COMPACT_FORMS: dict[str, str] = {
@@ -484,11 +487,7 @@ def _parse_start_line(line: str) -> tuple[str | None, str | None, int, str, str]
             raise SipParseError("Request-URI with headers")
         # RFC 3261 §19.1.1/§25.1: hostport is mandatory (`sip:@@@`, `sip:alice@` have none) and
         # userinfo holds no raw '@'. A proxy must not pass such a target on to the core.
-        try:
-            target = SipUri.parse(uri)
-        except SipParseError:
-            raise SipParseError("Bad Request-URI") from None
-        if not target.host.strip("[]") or (target.user is not None and "@" in target.user):
+        if not _hostport_ok(uri[m.end() :]):
             raise SipParseError("Bad Request-URI")
     return method, uri, 0, "", version
 
@@ -518,6 +517,33 @@ def _ctl_escaped(head: bytes) -> bool:
             return False
         i += 1
     return True
+
+
+def _hostport_ok(rest: str) -> bool:
+    """Whether a sip:/sips: URI after its scheme has one '@' at most and a non-empty host with
+    a numeric port, if any (the shape `SipUri.parse` reads, checked without building one: this
+    runs for every request)."""
+    at = rest.rfind("@")
+    if at >= 0:
+        if "@" in rest[:at]:
+            return False
+        rest = rest[at + 1 :]
+    semi = rest.find(";")
+    hostport = rest if semi < 0 else rest[:semi]
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end < 2:
+            return False
+        tail = hostport[end + 1 :]
+        port = tail[1:] if tail.startswith(":") else None
+        if tail and port is None:
+            return False
+    else:
+        host, sep, port_text = hostport.partition(":")
+        if not host:
+            return False
+        port = port_text if sep else None
+    return port is None or (0 < len(port) <= 5 and port.isascii() and port.isdigit())
 
 
 def _split_lines(text: str) -> list[str]:
@@ -706,7 +732,7 @@ def parse_message(data: bytes, *, datagram: bool = True) -> SipMessage:
             else:
                 raise SipParseError("Incomplete header block")
         lines = _split_lines(data[:hend].decode("utf-8", "surrogateescape"))
-    if _CTL_RE.search(data, 0, hend) is not None and not _ctl_escaped(data[:hend]):
+    if data[:hend].translate(None, _NOT_CTL) and not _ctl_escaped(data[:hend]):
         raise SipParseError("Control character in start line or header")
     method, uri, status, reason, version = _parse_start_line(lines[0])
     fields, raw, found = _parse_fields(lines)

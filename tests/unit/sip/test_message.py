@@ -714,3 +714,55 @@ def test_salvage_response_for_a_request_that_does_not_parse() -> None:
     assert resp.headers.get("to") == "<sip:b@h>;tag=t9" and resp.headers.get("call-id") == "c"
     assert salvage_response(b"SIP/2.0 200 OK\r\n\r\n", 400, "t") is None  # never answer responses
     assert salvage_response(bad.replace(b"i: c\r\n", b""), 400, "t") is None  # no Call-ID
+
+
+# Issue 11 item 9: what a proxy must not forward (RFC 3261 §25.1): control characters outside
+# a quoted-pair, a SIP Request-URI without a host or with a raw '@' in its user part.
+_REQ = (
+    "OPTIONS {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n"
+    "From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x{cid}\r\nCSeq: 1 OPTIONS\r\n"
+    "{extra}Content-Length: 0\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("uri", "cid", "extra", "reason"),
+    [
+        ("sip:@@@", "", "", "Bad Request-URI"),
+        ("sip:bob@", "", "", "Bad Request-URI"),
+        ("sip:a@b@c", "", "", "Bad Request-URI"),
+        ("sip:h:abc", "", "", "Bad Request-URI"),
+        ("sips:h:123456", "", "", "Bad Request-URI"),
+        ("sip:[]", "", "", "Bad Request-URI"),
+        ("sip:[::1]x", "", "", "Bad Request-URI"),
+        ("sip:bob\x00@h", "", "", "Control character"),
+        ("sip:bob@h", "\x00", "", "Control character"),
+        ("sip:bob@h", "", "Subject: a\x07b\r\n", "Control character"),
+        ("sip:bob@h", "", "Subject: a\x7fb\r\n", "Control character"),
+        ("sip:bob@h", "", 'X-Q: "a\\"\x00\r\n', "Control character"),  # escaped quote, then NUL
+    ],
+)
+def test_what_a_proxy_must_not_forward_is_refused(
+    uri: str, cid: str, extra: str, reason: str
+) -> None:
+    data = _REQ.format(uri=uri, cid=cid, extra=extra).encode("utf-8", "surrogateescape")
+    with pytest.raises(SipParseError) as ei:
+        parse_message(data)
+    assert ei.value.status == 400 and reason in ei.value.reason
+
+
+@pytest.mark.parametrize(
+    ("uri", "extra"),
+    [
+        ("sip:bob@h", ""),
+        ("sip:a:pw@h:5060;transport=tcp", ""),
+        ("sip:[2001:db8::1]:5060", ""),
+        ("sips:[::1]", ""),
+        ("tel:+4930123", ""),
+        ("urn:service:sos", ""),
+        ("sip:bob@h", 'X-Q: "a\\\x00b\\\x07"\tx\r\n'),  # quoted-pairs and HTAB are legal
+    ],
+)
+def test_legal_targets_and_quoted_pairs_pass(uri: str, extra: str) -> None:
+    msg = parse_message(_REQ.format(uri=uri, cid="", extra=extra).encode())
+    assert msg.uri == uri
