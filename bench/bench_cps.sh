@@ -5,7 +5,7 @@
 #   (c) Kamailio + rtpengine SDES bridging   vs  (e) pcscf-alg e2ae: UE offers RTP/SAVP + a=crypto
 #                                                    + a=3ge2ae:requested; core gets RTP/AVP; UE
 #                                                    gets RTP/SAVP + our a=crypto (SIPp checks it)
-# Uses ../shared/baselines/sipp_cps.sh (SIPp uac 5080 -> element 5060 -> uas 5070), the same
+# Uses bench/baselines/sipp_cps.sh (SIPp uac 5080 -> element 5060 -> uas 5070), the same
 # scenarios and the same steps for every element, and prints the max sustained rate of each and
 # the ratios. The SIPp UE does not REGISTER, so (d)/(e) run with registration not required and
 # the NOTE 2a policy set to `apply` (e2ae without registered support).
@@ -14,7 +14,7 @@
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
-BASE=${BASELINES:-$ROOT/../shared/baselines}
+BASE=${BASELINES:-$HERE/baselines}
 DUR=${1:-8}
 OUT=${OUT:-/tmp/bench_cps.$$}
 mkdir -p "$OUT" /tmp/kamrun

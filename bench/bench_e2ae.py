@@ -39,17 +39,11 @@ from pcscf_alg.e2ae import E2aeFlags, apply_answer, apply_offer, plan_offer
 from pcscf_alg.mediaplan import Direction, Endpoint, Fingerprint, StreamReservation
 from pcscf_alg.policy import strict_policy
 from pcscf_alg.sdp.model import Sdp
-
-EXAMPLES = Path("/work/shared/spec/examples")
-HERE = Path(__file__).resolve().parent
+from tests.spec_examples import spec_example
 
 
 def _body(name: str) -> bytes:
-    for base in (EXAMPLES, HERE.parent / "tests" / "data"):
-        hits = sorted(base.glob(f"{name}_*.sip")) if base.is_dir() else []
-        if hits:
-            return hits[0].read_bytes().split(b"\r\n\r\n", 1)[1]
-    raise SystemExit(f"example {name} not found under {EXAMPLES}")
+    return spec_example(int(name)).read_bytes().split(b"\r\n\r\n", 1)[1]
 
 
 CORE_ANSWER_04 = (

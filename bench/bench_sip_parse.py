@@ -25,11 +25,10 @@ import sipmessage  # evaluated only: not a run-time dependency
 
 from pcscf_alg.errors import SipParseError
 from pcscf_alg.sip.message import parse_message
+from tests.spec_examples import SPEC_EXAMPLES
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT.parent / "shared" / "spec" / "examples"
-if not EXAMPLES.is_dir():
-    EXAMPLES = Path("/work/shared/spec/examples")
+EXAMPLES = SPEC_EXAMPLES
 INVITE = (EXAMPLES / "04_invite_orig_ue_to_pcscf.sip").read_bytes()
 RFC4475 = ROOT / "tests" / "unit" / "sip" / "data" / "rfc4475"
 # The RFC 4475 messages our table (tests/unit/sip/test_rfc4475.py) calls valid for a proxy.

@@ -1,9 +1,10 @@
 """SRTP->RTP relay benchmark: packets/s per core, loss, added latency.
 
 Many 50 packets/s streams (20 ms voice packetisation, 172-byte RTP packets = 12 header + 160
-G.711 payload, as in shared/baselines/README.md) are sent by a load generator to the relay, which
-runs in its own process; the generator receives what comes out on the core side. Every mode
-runs in the same invocation so the figures compare on the same (noisy, shared) machine:
+G.711 payload, the shape of the baselines' media figures) are sent by a load generator to the
+relay, which runs in its own process; the generator receives what comes out on the core side.
+Every mode runs in the same invocation so the figures compare on the same (noisy, shared)
+machine:
 
   direct      generator -> receiver, no relay: the generator's own latency/loss floor
   rtp         our relay in pass-through mode (RTP->RTP, no crypto), uvloop

@@ -1,6 +1,6 @@
 """Media-plan types shared by the e2ae engine (which makes them) and the IMS-AGW (which runs them).
 
-They mirror the TS 23.334 Iq information elements (see ../shared/spec/README.md §6.2): per stream
+They mirror the TS 23.334 Iq information elements (TS 23.334 §6.2): per stream
 and per termination (access = UE side, core = S-CSCF side) the transport, the remote address, the
 SDES crypto attributes (remote = the UE's K11/K22, local = ours K12/K21), the certificate
 fingerprints and the TLS setup role. Everything here is a plain, frozen, serialisable dataclass so

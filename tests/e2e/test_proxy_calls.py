@@ -14,8 +14,7 @@ import pytest
 
 from tests.e2e.daemon import Daemon
 from tests.sipp import SippAgent, run, run_pair, scenario_keys
-
-SPEC_EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "spec" / "examples"
+from tests.spec_examples import spec_examples
 
 
 def _pair(
@@ -161,7 +160,7 @@ def _mutations(rng: random.Random, seeds: list[bytes], n: int) -> list[bytes]:
 def test_10000_random_and_mutated_datagrams_then_calls_still_work(
     daemon: Daemon, tmp_path: Path
 ) -> None:
-    seeds = [p.read_bytes() for p in sorted(SPEC_EXAMPLES.glob("*.sip"))]
+    seeds = [p.read_bytes() for p in spec_examples()]
     assert seeds, "spec examples missing"
     rng = random.Random(20261127)
     payloads = _mutations(rng, seeds, 10_000)

@@ -6,9 +6,6 @@ because the fake reservations use them."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
-
-import pytest
 
 from pcscf_alg.e2ae import E2aeFlags, apply_answer, apply_offer, plan_offer
 from pcscf_alg.mediaplan import (
@@ -23,18 +20,14 @@ from pcscf_alg.mediaplan import (
 from pcscf_alg.policy import strict_policy
 from pcscf_alg.sdp.crypto import parse_crypto
 from pcscf_alg.sdp.fingerprint import parse_fingerprint
+from tests.spec_examples import spec_example
 
 from .sdp.helpers import AGW_FP, counter_rng, oracle_check
 
-EXAMPLES = Path("/work/shared/spec/examples")
 ALL = E2aeFlags(ue_rtp=True, ue_msrp=True, net_rtp=True, net_msrp=True)
 
-pytestmark = pytest.mark.skipif(not EXAMPLES.is_dir(), reason="spec examples not available")
-
-
 def body(n: int) -> bytes:
-    (path,) = EXAMPLES.glob(f"{n:02d}_*.sip")
-    head, _, sdp = path.read_bytes().partition(b"\r\n\r\n")
+    head, _, sdp = spec_example(n).read_bytes().partition(b"\r\n\r\n")
     m = re.search(rb"Content-Length: (\d+)", head)
     assert m is not None and int(m.group(1)) == len(sdp)
     return sdp

@@ -10,14 +10,11 @@ from pathlib import Path
 import pytest
 
 from pcscf_alg import sdp_cli
-
-EX = Path("/work/shared/spec/examples")
-needs_examples = pytest.mark.skipif(not EX.is_dir(), reason="spec examples not available")
+from tests.spec_examples import spec_example
 
 
 def ex(n: int) -> str:
-    (p,) = EX.glob(f"{n:02d}_*.sip")
-    return str(p)
+    return str(spec_example(n))
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -26,7 +23,6 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
-@needs_examples
 def test_terminating_offer_and_answer(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, "--offer", ex(7), "--answer", ex(9), "-d", "term",
                      "--ue", "rtp,msrp", "--access-port", "40100", "--core-port", "30100")
@@ -42,7 +38,6 @@ def test_terminating_offer_and_answer(capsys: pytest.CaptureFixture[str]) -> Non
     assert "n4PXVAey9GM40ciT3rCNAml9dD+44rWjZl5NhUpF" not in out
 
 
-@needs_examples
 def test_show_keys_and_seed_are_reproducible(capsys: pytest.CaptureFixture[str]) -> None:
     rc1, out1, _ = run(capsys, "--offer", ex(7), "-d", "term", "--ue", "rtp", "--show-keys",
                        "--seed", "7")
@@ -52,7 +47,6 @@ def test_show_keys_and_seed_are_reproducible(capsys: pytest.CaptureFixture[str])
     assert "inline:<redacted>" not in out1
 
 
-@needs_examples
 def test_note_2a_refusal_prints_488_and_warning(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, "--offer", ex(4), "-d", "orig")
     assert rc == 1
@@ -61,7 +55,6 @@ def test_note_2a_refusal_prints_488_and_warning(capsys: pytest.CaptureFixture[st
            '(TS 33.328 7.2.1 NOTE 2a)"' in out
 
 
-@needs_examples
 def test_policy_file_changes_the_outcome(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(capsys, "--offer", ex(4), "-d", "orig", "-c",
                      "config/policy-rcs51.yaml")
@@ -112,7 +105,6 @@ def test_add_subparser_wires_into_a_parent_parser() -> None:
     assert args.func is sdp_cli.run and args.ue == frozenset({"rtp"})
 
 
-@needs_examples
 def test_runs_as_a_module() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pcscf_alg.sdp_cli", "sdp", "--offer", ex(7), "-d", "term"],

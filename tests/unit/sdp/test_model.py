@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import glob
-
 import pytest
 import sdp_transform
 from hypothesis import given
@@ -11,12 +9,11 @@ from hypothesis import strategies as st
 
 from pcscf_alg.errors import SdpError
 from pcscf_alg.sdp.model import Connection, Sdp, attr_name, attr_value, remove_attrs
+from tests.spec_examples import spec_examples
 
 from .helpers import oracle_check, sdp
 
-EXAMPLES = sorted(glob.glob("/work/shared/spec/examples/0[4-9]_*.sip")) + sorted(
-    glob.glob("/work/shared/spec/examples/10_*.sip")
-)
+EXAMPLES = [str(p) for p in spec_examples("0[4-9]_*.sip") + spec_examples("10_*.sip")]
 
 
 def body(path: str) -> bytes:

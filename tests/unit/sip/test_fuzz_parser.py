@@ -22,11 +22,10 @@ from hypothesis import strategies as st
 from pcscf_alg.errors import SipParseError
 from pcscf_alg.sip.headers import NameAddr, SipUri, Via, header_tag
 from pcscf_alg.sip.message import SipMessage, StreamFramer, parse_message
+from tests.spec_examples import spec_examples
 
 HERE = Path(__file__).parent
-EXAMPLES = sorted(Path("/work/shared/spec/examples").glob("*.sip"))
-if not EXAMPLES:
-    EXAMPLES = sorted((Path(__file__).parents[4] / "shared/spec/examples").glob("*.sip"))
+EXAMPLES = spec_examples()
 CORPUS = [p.read_bytes() for p in EXAMPLES] + [
     p.read_bytes() for p in sorted((HERE / "data" / "rfc4475").glob("*.dat"))
 ]

@@ -28,10 +28,9 @@ from pcscf_alg.sip.message import (
     parse_message,
     split_list,
 )
+from tests.spec_examples import spec_examples
 
-EXAMPLES = sorted(Path("/work/shared/spec/examples").glob("*.sip"))
-if not EXAMPLES:  # a clone with shared/ beside the work tree
-    EXAMPLES = sorted((Path(__file__).parents[4] / "shared/spec/examples").glob("*.sip"))
+EXAMPLES = spec_examples()
 INVITE = next(p for p in EXAMPLES if p.name.startswith("04_")).read_bytes()
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from pcscf_alg.errors import SipParseError
@@ -17,8 +15,7 @@ from pcscf_alg.sip.secagree import (
     strip_option_tags,
     verify_matches,
 )
-
-EXAMPLES = Path("/work/shared/spec/examples")
+from tests.spec_examples import spec_example
 
 # Example 01/03 Security-Client, example 02 Security-Server / example 03 Security-Verify.
 EX_CLIENT = (
@@ -32,10 +29,8 @@ EX_SERVER = (
 
 
 def header_values(example: str, name: str) -> list[str]:
-    """Header values of `name` in a spec example, if the file is present."""
-    path = next(EXAMPLES.glob(f"{example}_*.sip"), None)
-    if path is None:
-        pytest.skip("spec examples not available")
+    """Header values of `name` in a spec example."""
+    path = spec_example(int(example))
     prefix = name.lower() + ":"
     return [
         line.split(":", 1)[1].strip()
