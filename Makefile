@@ -52,6 +52,10 @@ system-deps:
 	@command -v gnutls-cli >/dev/null 2>&1 && command -v gnutls-serv >/dev/null 2>&1 || { \
 	  echo "installing gnutls-bin (gnutls-cli/gnutls-serv: TLS interop peers) from Debian"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq gnutls-bin; }
+	@command -v tshark >/dev/null 2>&1 && command -v sngrep >/dev/null 2>&1 || { \
+	  echo "installing tshark and sngrep (independent SIP and HEP decoders of the capture tests) from Debian"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq tshark sngrep; }
 
 run: accel
 	$(BIN)/pcscf-alg run --config $(CONFIG)

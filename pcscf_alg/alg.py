@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import logging
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,11 @@ Sender = Callable[[Side, bytes, "tx.Peer"], None]
 
 # Methods that create a dialog and therefore get Record-Route (RFC 3261 §16.6 step 4).
 DIALOG_METHODS = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
+# Methods counted by name in `Pcscf.messages` (RFC 3261 and its extensions in IMS use).
+COUNTED_METHODS = frozenset(
+    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "UPDATE", "INFO"}
+    | {"SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"}
+)
 # Option tags we understand in Proxy-Require (RFC 3261 §16.3 step 5): sec-agree (RFC 3329) and
 # mediasec (TS 24.229 §7.2A.7, spec README §1.3: never answer 420 for it).
 SUPPORTED_PROXY_EXTENSIONS = frozenset({"sec-agree", "mediasec"})
@@ -189,6 +195,10 @@ class Pcscf:
             Side.CORE: (cfg.sip.core.host, cfg.sip.core.port),
         }
         self.counters = Counters()
+        # Messages received, by (side, method, status) for /metrics: a response is named by
+        # its CSeq method, a request has status 0; unknown methods count as "other" so that
+        # a sender inventing methods cannot grow this without bound.
+        self.messages: dict[tuple[str, str, int], int] = {}
         self.calls: CallManager | None = None
         self._sec_server = server_mechanisms(cfg.e2ae.rtp, cfg.e2ae.msrp)
         self._sec_server_text = format_mechanisms(self._sec_server)
@@ -208,6 +218,27 @@ class Pcscf:
         self._timer_c: list[tuple[float, int, ProxyCtx]] = []
         self._timer_c_seq = 0
 
+    def set_config(self, cfg: Config) -> None:
+        """Live reload (pcscf_alg/reload.py): run with `cfg` from now on. Keys read per request
+        (`registration:`) follow at once; the RFC 3261 §17 timers and the transaction cap apply
+        to transactions and timers started from now on (a running timer keeps its deadline).
+        What __init__ derived from keys that need a restart (addresses, hosts, networks,
+        Security-Server) is not recomputed: the plan keeps those keys as they were."""
+        self.cfg = cfg
+        s = cfg.sip
+        for layer in self.layers.values():
+            old = layer.timers
+            if (s.t1, s.t2, s.t4) != (old.T1, old.T2, old.T4):
+                layer.timers = tx.Timers(T1=s.t1, T2=s.t2, T4=s.t4, D=old.D)
+            layer.max_server_transactions = s.max_transactions
+            # As TransactionLayer does: by default the time a completed transaction holds its
+            # slot (Timer J, RFC 3261 §17.2.2).
+            layer.retry_after = (
+                s.overload_retry_after_s
+                if s.overload_retry_after_s is not None
+                else math.ceil(layer.timers.J)
+            )
+
     # ------------------------------------------------------------------ entry points
     def receive(self, data: bytes, side: Side, peer: Peer, now: float) -> None:
         """A message arrived on `side` from `peer`."""
@@ -224,6 +255,9 @@ class Pcscf:
             self._answer_unparseable(data, side, peer, e)
             return
         try:
+            method = msg.cseq[1]  # parsed and checked against the request method already
+            mkey = (side.value, method if method in COUNTED_METHODS else "other", msg.status)
+            self.messages[mkey] = self.messages.get(mkey, 0) + 1
             if msg.is_request:
                 self._on_request(msg, side, peer, now)
             else:

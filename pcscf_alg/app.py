@@ -9,25 +9,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import resource
 import signal
+import time
 from typing import Any
 
-from pcscf_alg import _accel
+from pcscf_alg import _accel, sdnotify
 from pcscf_alg.alg import Pcscf
-from pcscf_alg.config import Config
+from pcscf_alg.capture import HepSender, call_id_of
+from pcscf_alg.config import Config, load_config
+from pcscf_alg.errors import ConfigError
 from pcscf_alg.mediaplan import Side
 from pcscf_alg.registration import InMemoryRegistrationStore, RegistrationStore
+from pcscf_alg.reload import ReloadPlan, plan_reload
 from pcscf_alg.sip.transaction import Peer
 from pcscf_alg.transport import SideTransport, fd_budget
 
 log = logging.getLogger(__name__)
+# Every SIP message received and sent, at DEBUG (redacted): `pcscf_alg.wire` so that an operator
+# can raise or lower it apart from the rest.
+wire_log = logging.getLogger("pcscf_alg.wire")
 
 
 class App:
-    def __init__(self, cfg: Config, registrations: RegistrationStore | None = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        registrations: RegistrationStore | None = None,
+        *,
+        log_level_override: str | None = None,
+    ) -> None:
         self.cfg = cfg
+        # `pcscf-alg run --log-level`: the command line wins over `log.level`, on reloads too.
+        self.log_level_override = log_level_override
         self.registrations = registrations or InMemoryRegistrationStore()
         self.pcscf = Pcscf(cfg, self.registrations, self._send)
         self.transports: dict[Side, SideTransport] = {}
@@ -37,6 +53,16 @@ class App:
         self.gateway: Any = None
         self.admin: Any = None
         self.stopped = asyncio.Event()
+        # HEP capture (issue 13): one non-blocking UDP socket, created only when configured.
+        cap = cfg.capture
+        self.capture: HepSender | None = (
+            HepSender((cap.hep_host, cap.hep_port), cap.node_id, redact_keys=cap.redact)
+            if cap is not None
+            else None
+        )
+        # Config reloads by outcome ("ok", "error"), for /stats and /metrics.
+        self.reloads: dict[str, int] = {"ok": 0, "error": 0}
+        self._reload_tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -130,9 +156,16 @@ class App:
         pcscf = self.pcscf
         loop = asyncio.get_running_loop()
 
+        local = self._listener(side)
+
         def on_message(
             data: bytes, transport: str, host: str, port: int, conn_id: int | None
         ) -> None:
+            # Captured and logged before processing: a message shows up before what it causes.
+            if self.capture is not None:
+                self.capture.capture(data, transport, (host, port), local, time.time())
+            if wire_log.isEnabledFor(logging.DEBUG):
+                _log_wire("received", side, transport, (host, port), local, data)
             pcscf.receive(data, side, Peer(transport, host, port, conn_id), loop.time())
             self.arm_timer()
 
@@ -155,11 +188,24 @@ class App:
 
         return on_failure
 
+    def _listener(self, side: Side) -> tuple[str, int]:
+        lst = self.cfg.sip.access if side is Side.ACCESS else self.cfg.sip.core
+        return lst.host, lst.port
+
     def _send(self, side: Side, data: bytes, peer: Peer) -> None:
         t = self.transports.get(side)
         if t is None:
             return
         t.send(data, peer.transport, peer.host, peer.port, peer.conn_id)
+        # Source: the side's listener (UDP is sent from it; an outgoing TCP connection's
+        # ephemeral port is not known here, the listener names the side all the same).
+        if self.capture is not None:
+            self.capture.capture(
+                data, peer.transport, self._listener(side), (peer.host, peer.port), time.time()
+            )
+        if wire_log.isEnabledFor(logging.DEBUG):
+            local = self._listener(side)
+            _log_wire("sent", side, peer.transport, local, (peer.host, peer.port), data)
 
     def arm_timer(self) -> None:
         """Keep one loop timer armed at the core's earliest deadline."""
@@ -199,8 +245,130 @@ class App:
             except Exception:
                 log.exception("error sweeping registrations")
 
+    # ---- live reload (issue 13) ----
+    def reload_soon(self) -> None:
+        """SIGHUP: reload in a task of the loop (a signal handler must not block)."""
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._reload_tasks.add(task)
+        task.add_done_callback(self._reload_tasks.discard)
+
+    async def reload(self) -> dict[str, object]:
+        """Read and validate the config file the daemon was started with again (the same
+        loader as at start) and apply what can change live (pcscf_alg/reload.py): `policy:`,
+        `li:`, `log:`, timers and limits that apply to new transactions, offers and streams;
+        calls in progress keep the decisions already made. Changed keys that need a restart
+        are reported and left as they were. An invalid file changes nothing (logged with file,
+        key and reason, counted). SIGHUP and the admin endpoint's `POST /reload` call this."""
+        from pcscf_alg import sdnotify
+
+        # systemd (Type=notify-reload) waits for READY=1 again after RELOADING=1.
+        sdnotify.reloading()
+        try:
+            return await self._reload()
+        finally:
+            sdnotify.notify("READY=1")
+
+    async def _reload(self) -> dict[str, object]:
+        path = self.cfg.file
+        try:
+            if path.startswith("<"):
+                raise ConfigError(
+                    path,
+                    "<file>",
+                    "the daemon runs on the embedded default config, there is no file to "
+                    "reload (start it with --config FILE)",
+                )
+            # Off the loop: the file read (and YAML parse) must not stall SIP and media.
+            new = await asyncio.to_thread(load_config, path)
+            if self.log_level_override is not None:
+                new = dataclasses.replace(new, log_level=self.log_level_override)
+            plan = plan_reload(self.cfg, new)
+            self._apply_reload(plan, new)
+        except Exception as e:  # whatever went wrong, the daemon keeps the config it had
+            self.reloads["error"] = self.reloads.get("error", 0) + 1
+            # ConfigError reads "file: key: reason"; anything else is named by its type too.
+            error = str(e) if isinstance(e, ConfigError) else f"{path}: {type(e).__name__}: {e}"
+            log.error("config reload failed, nothing changed: %s", error)
+            return {"ok": False, "error": error, "applied": [], "restart_needed": []}
+        self.reloads["ok"] = self.reloads.get("ok", 0) + 1
+        log.info(
+            "config reloaded from %s: applied: %s; needs a restart (left as it was): %s",
+            path,
+            ", ".join(plan.applied) or "nothing",
+            ", ".join(plan.restart_needed) or "nothing",
+        )
+        return {
+            "ok": True,
+            "error": None,
+            "applied": list(plan.applied),
+            "restart_needed": list(plan.restart_needed),
+        }
+
+    def _apply_reload(self, plan: ReloadPlan, new: Config) -> None:
+        """Build everything the plan needs first (any error leaves the daemon as it was),
+        then switch over; the switch itself cannot fail half-way."""
+        file = new.file
+        from pcscf_alg.agw.config import parse_agw_config
+        from pcscf_alg.li import load_sink
+        from pcscf_alg.policy import load_policy
+
+        # Validate the sections other layers own, as `check-config` and the start do: an
+        # invalid key anywhere (even one that needs a restart) rejects the whole file.
+        parse_agw_config(new.agw, file)
+        policy = load_policy(new.policy, file)
+        changed = set(plan.applied)
+        agw_cfg = None
+        if any(k.startswith("agw.") for k in changed):
+            agw_cfg = parse_agw_config(plan.config.agw, file)
+        new_sink = None
+        li_changed = any(k.startswith("li.") for k in changed)
+        if li_changed:
+            new_sink = load_sink(plan.config.li, file)
+        # ---- switch over (assignments only) ----
+        self.cfg = plan.config
+        self.pcscf.set_config(plan.config)
+        calls = self.pcscf.calls
+        old_sink = None
+        if calls is not None:
+            if any(k.startswith("policy.") for k in changed) or "e2ae.anchor_all" in changed:
+                calls.set_policy(
+                    policy if any(k.startswith("policy.") for k in changed) else calls.policy,
+                    anchor_all=plan.config.e2ae.anchor_all,
+                )
+            if li_changed:
+                old_sink = calls.set_li(new_sink)
+        else:
+            old_sink = new_sink  # no call layer: nothing would ever use it
+        if agw_cfg is not None and self.gateway is not None:
+            self.gateway.config = agw_cfg
+        self._apply_log(plan.config, changed)
+        close = getattr(old_sink, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception as e:  # the old sink's trouble is not the reload's
+                log.warning("closing the previous LI key sink failed: %s", type(e).__name__)
+        self.arm_timer()
+
+    def _apply_log(self, cfg: Config, changed: set[str]) -> None:
+        """`log:` takes effect at once: level and format. The handler pcscf_alg.logs installed
+        at start is replaced by one on the same stream; without one (the daemon embedded in a
+        program that set up logging itself) only the root level changes."""
+        if not any(k.startswith("log.") for k in changed):
+            return
+        root = logging.getLogger()
+        owned = [h for h in root.handlers if getattr(h, "_pcscf_alg_owned", False)]
+        if owned:
+            from pcscf_alg.logs import setup_logging
+
+            setup_logging(cfg.log_level, cfg.log_format, stream=getattr(owned[0], "stream", None))
+        else:
+            root.setLevel(cfg.log_level)
+
     async def stop(self) -> None:
         for task in self._tasks:
+            task.cancel()
+        for task in list(self._reload_tasks):
             task.cancel()
         if self._timer is not None:
             self._timer.cancel()
@@ -211,28 +379,64 @@ class App:
         if self.gateway is not None:
             with contextlib.suppress(Exception):
                 await self.gateway.close()
+        if self.capture is not None:
+            self.capture.close()
         self.stopped.set()
 
 
-async def serve(cfg: Config) -> None:
+def _log_wire(
+    what: str, side: Side, transport: str, src: tuple[str, int], dst: tuple[str, int], data: bytes
+) -> None:
+    """One DEBUG record per SIP message, keys redacted here already (the formatters would
+    too)."""
+    from pcscf_alg.e2ae import redact_sdp
+
+    cid = call_id_of(data)
+    peer = src if what == "received" else dst
+    wire_log.debug(
+        "%s %s %s %s:%d -> %s:%d (%d bytes)\n%s",
+        what,
+        side.value,
+        transport,
+        src[0],
+        src[1],
+        dst[0],
+        dst[1],
+        len(data),
+        redact_sdp(data),
+        extra={
+            "side": side.value,
+            "transport": transport,
+            "peer": f"{peer[0]}:{peer[1]}",
+            "call_id": cid.decode("utf-8", "replace") if cid else None,
+        },
+    )
+
+
+async def serve(cfg: Config, log_level_override: str | None = None) -> None:
     """Run until SIGTERM/SIGINT, then shut down cleanly."""
-    app = App(cfg)
+    app = App(cfg, log_level_override=log_level_override)
     await app.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Live reload (issue 13); `systemctl reload` sends it (ExecReload).
+    loop.add_signal_handler(signal.SIGHUP, app.reload_soon)
     print("pcscf-alg ready", flush=True)
+    # systemd Type=notify: ready once both listeners and the gateway are up (sd_notify(3)).
+    sdnotify.notify("READY=1\nSTATUS=serving")
     await stop.wait()
     log.info("shutting down")
+    sdnotify.notify("STOPPING=1")
     await app.stop()
 
 
-def run(cfg: Config) -> None:
+def run(cfg: Config, log_level_override: str | None = None) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(serve(cfg))
+        asyncio.run(serve(cfg, log_level_override))
         return
     # uvloop: measured 3-4x faster than the stock loop for UDP work on this machine.
-    uvloop.run(serve(cfg))
+    uvloop.run(serve(cfg, log_level_override))

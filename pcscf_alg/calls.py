@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from pcscf_alg import e2ae
-from pcscf_alg.agw.api import AccessGateway, AgwEvent, MediaTimeout, TlsFailed
+from pcscf_alg.agw.api import AccessGateway, AgwEvent, MediaTimeout, TlsEstablished, TlsFailed
 from pcscf_alg.dialogs import (
     Call,
     Dialog,
@@ -39,6 +39,13 @@ from pcscf_alg.e2ae import AnswerResult, E2aeFlags, OfferPlan, OfferState
 from pcscf_alg.errors import GatewayError, SdpError
 from pcscf_alg.li import KeyRecord, KeySink
 from pcscf_alg.mediaplan import Direction, MediaPlan, Side, StreamMode
+from pcscf_alg.metrics import (
+    DecisionCounts,
+    OfferLatency,
+    count_decisions,
+    count_fast_path,
+    count_refused_offer,
+)
 from pcscf_alg.policy.base import Policy
 from pcscf_alg.registration import Binding, Flow
 from pcscf_alg.sip.body import BodyError, check_readable, is_multipart, locate_sdp, replace_sdp
@@ -78,6 +85,35 @@ def _sdp_body(msg: SipMessage, *, strict: bool = False) -> bytes | None:
     if loc is None:
         return None
     return body if loc.start == 0 and loc.end == len(body) else body[loc.start : loc.end]
+
+
+def _leg_name(call: Call) -> str:
+    """The leg as logs and LI records name it: by the side its initial INVITE came from."""
+    return "originating" if call.caller_side is Side.ACCESS else "terminating"
+
+
+def _log_decision(call: Call, dialog: str | None, phase: str, dec: e2ae.StreamDecision) -> None:
+    """One line per e2ae decision (TS 33.328 7.2.1/7.3.1 step or policy rule), with Call-ID,
+    leg and stream in the text and as structured fields (JSON logs, pcscf_alg/logs.py)."""
+    leg = _leg_name(call)
+    log.info(
+        "call %s leg=%s%s stream=%d %s: %s",
+        call.call_id,
+        leg,
+        f" dialog={dialog}" if dialog else "",
+        dec.index,
+        phase,
+        dec,
+        extra={
+            "call_id": call.call_id,
+            "leg": leg,
+            "dialog": dialog,
+            "stream": dec.index,
+            "kind": dec.kind.value,
+            "mode": dec.mode.value,
+            "rule": dec.rule,
+        },
+    )
 
 
 def _set_body(msg: SipMessage, sdp: bytes) -> None:
@@ -128,8 +164,30 @@ class CallManager:
         self.calls: dict[tuple[str, Side], Call] = {}
         self.by_context: dict[str, Call] = {}
         self.counters = CallCounters()
+        # For /metrics (pcscf_alg/metrics.py), read at scrape time: e2ae decisions by
+        # (protocol, direction, outcome), TLS handshakes by (outcome, reason, side), and the
+        # time from an offer's arrival to its forwarding.
+        self.decisions: DecisionCounts = {}
+        self.tls: dict[tuple[str, str, str], int] = {}
+        self.offer_latency = OfferLatency()
         self._chains: dict[str, asyncio.Future[Any]] = {}
         gateway.set_event_handler(self.on_gateway_event)
+
+    # ------------------------------------------------------------------ live reload
+    def set_policy(self, policy: Policy, *, anchor_all: bool) -> None:
+        """Live reload (issue 13): offers from now on are planned with `policy`. Calls in
+        progress keep the decisions already made: an offer already planned carries its policy
+        in its OfferState and its answer is processed against it, and an established stream
+        changes only when a new offer is planned (then under the new policy, as any re-offer)."""
+        self.policy = policy
+        self.anchor_all = anchor_all
+
+    def set_li(self, sink: KeySink | None) -> KeySink | None:
+        """Live reload: key records from now on go to `sink` (None: none are exported), also
+        those of calls in progress (a new answer, a re-key). Returns the previous sink, which
+        the caller closes."""
+        old, self.li = self.li, sink
+        return old
 
     # ------------------------------------------------------------------ gateway sequencing
     def _run(self, call: Call, op: Callable[[], Awaitable[None]]) -> None:
@@ -202,6 +260,7 @@ class CallManager:
             ue_flow=ue_flow,
             caller_cseq=msg.cseq[0],
             last_activity=self.pcscf.now,
+            started_at=self.pcscf.now,
         )
         if binding is not None:
             binding.call_ids.add(call.call_id)
@@ -397,6 +456,8 @@ class CallManager:
                 call.pending = pending_plain
             else:
                 dialog.pending = pending_plain
+            count_fast_path(self.decisions, direction.value, body)
+            self.offer_latency.observe_zero()
             return True
         try:
             plan = e2ae.plan_offer(
@@ -411,6 +472,7 @@ class CallManager:
             self._check_addresses(plan)
         except SdpError as e:
             self.counters.rejected_488 += 1
+            count_refused_offer(self.decisions, direction.value, body)
             log.info("call %s: 488 on %s offer: %s", call.call_id, carrier, e.reason)
             on_reject(488, "Not Acceptable Here", e.reason)
             if not call.reserved and not call.dialogs:
@@ -426,12 +488,16 @@ class CallManager:
                 dialog.pending = pending
                 dialog.rewritten[cache_key] = res.sdp
             for dec in res.decisions:
-                log.info("call %s: %s", call.call_id, dec)
+                _log_decision(call, None, "offer", dec)
+            count_decisions(self.decisions, direction.value, res.decisions)
             _set_body(msg, res.sdp)
 
         if not plan.requests:
             finish({})
+            self.offer_latency.observe_zero()  # forwarded in the step it arrived
             return True
+        # Arrival to forwarding, for /metrics: the reservation and what is queued before it.
+        arrived = time.monotonic()
 
         async def reserve() -> None:
             if call.ended:
@@ -439,11 +505,24 @@ class CallManager:
             try:
                 got = await self.gateway.reserve(call.context_id, plan.requests)
                 call.reserved = True
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(
+                        "call %s leg=%s: gateway reserved %s",
+                        call.call_id,
+                        _leg_name(call),
+                        ", ".join(
+                            f"m[{r.index}] {r.kind.value} access {r.access.host}:{r.access.port}"
+                            f" core {r.core.host}:{r.core.port}"
+                            for r in got
+                        ),
+                        extra={"call_id": call.call_id, "leg": _leg_name(call)},
+                    )
                 finish({r.index: r for r in got})
             except (GatewayError, SdpError) as e:
                 reason = getattr(e, "reason", str(e))
                 log.info("call %s: gateway refused the offer: %s", call.call_id, reason)
                 self.counters.rejected_488 += 1
+                count_refused_offer(self.decisions, direction.value, body)
                 on_reject(488, "Not Acceptable Here", f"media gateway: {reason}")
                 if not call.dialogs:
                     await self._release(call)
@@ -452,6 +531,7 @@ class CallManager:
             if call.ended:
                 return
             on_ready()
+            self.offer_latency.observe(time.monotonic() - arrived)
 
         self._run(call, reserve)
         return False
@@ -478,7 +558,7 @@ class CallManager:
     def _answered(self, call: Call, d: Dialog, res: AnswerResult) -> None:
         d.answer = res
         for dec in res.decisions:
-            log.info("call %s/%s: %s", call.call_id, d.callee_tag, dec)
+            _log_decision(call, d.callee_tag, "answer", dec)
         self.counters.e2ae_streams += sum(1 for s in res.plan.streams if s.mode.value == "e2ae")
         if self.li is not None:
             self._export_keys(call, d, res.plan)
@@ -520,6 +600,16 @@ class CallManager:
     def _configure(self, call: Call, d: Dialog, res: AnswerResult) -> None:
         call.active_tag = d.callee_tag
         plan = res.plan
+        if log.isEnabledFor(logging.DEBUG):
+            # Modes only: a StreamPlan's keys stay out of logs.
+            log.debug(
+                "call %s leg=%s: gateway configure (dialog %s) %s",
+                call.call_id,
+                _leg_name(call),
+                d.callee_tag,
+                ", ".join(f"m[{sp.index}] {sp.kind.value} {sp.mode.value}" for sp in plan.streams),
+                extra={"call_id": call.call_id, "leg": _leg_name(call), "dialog": d.callee_tag},
+            )
         self._run(call, lambda: self.gateway.configure(call.context_id, plan))
 
     # ------------------------------------------------------------------ responses
@@ -677,6 +767,14 @@ class CallManager:
 
     def on_gateway_event(self, ev: AgwEvent) -> None:
         self.counters.gateway_events += 1
+        if isinstance(ev, TlsEstablished | TlsFailed):
+            # /metrics: TLS handshakes by outcome and reason (reasons: agw.api.TlsFailed)
+            key = (
+                ("established", "ok", ev.side.value)
+                if isinstance(ev, TlsEstablished)
+                else ("failed", ev.reason, ev.side.value)
+            )
+            self.tls[key] = self.tls.get(key, 0) + 1
         call = self.by_context.get(ev.context_id)
         if call is None:
             return
@@ -761,6 +859,12 @@ class CallManager:
             self._run(call, lambda: self._release(call))
 
     async def _release(self, call: Call) -> None:
+        log.debug(
+            "call %s leg=%s: gateway release",
+            call.call_id,
+            _leg_name(call),
+            extra={"call_id": call.call_id, "leg": _leg_name(call)},
+        )
         await self.gateway.release(call.context_id)
         call.reserved = False
         self.counters.released += 1

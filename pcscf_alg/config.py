@@ -120,6 +120,18 @@ class AdminConfig:
 
 
 @dataclass(frozen=True)
+class CaptureConfig:
+    # HEP capture (pcscf_alg/capture.py): every SIP message, both sides, as HEPv3 over UDP to
+    # a Homer/heplify collector. IP literal only (no DNS on the loop).
+    hep_host: str
+    hep_port: int
+    node_id: int = 2001
+    # SRTP master keys (`inline:`) are redacted in what is captured unless the operator opts
+    # in with `unredacted: true`: the collector then stores every e2ae call's keys.
+    redact: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     file: str
     sip: SipConfig
@@ -128,13 +140,17 @@ class Config:
     e2ae: E2aeConfig = field(default_factory=E2aeConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     log_level: str = "INFO"
+    log_format: str = "text"  # text | json (pcscf_alg/logs.py)
+    capture: CaptureConfig | None = None  # HEP capture, off when the section is absent
     # Raw sections owned by other layers, validated by their own loaders.
     agw: dict[str, Any] | None = None
     policy: dict[str, Any] | None = None
     li: dict[str, Any] | None = None  # lawful-interception key export (pcscf_alg.li)
 
 
-_TOP_KEYS = {"sip", "registration", "dialogs", "e2ae", "agw", "policy", "admin", "log", "li"}
+_TOP_KEYS = {
+    "sip", "registration", "dialogs", "e2ae", "agw", "policy", "admin", "log", "li", "capture"
+}
 
 
 class _Reader:
@@ -250,6 +266,35 @@ def _next_hop(file: str, key: str, value: str) -> tuple[str, int, str]:
     return host, uri.port or 5060, transport
 
 
+def _capture(top: _Reader) -> CaptureConfig:
+    from pcscf_alg.capture import parse_hep_address
+
+    c = top.sub("capture", {"hep", "node_id", "redact", "unredacted"})
+    try:
+        host, port = parse_hep_address(c.get_str("hep", None))
+    except ValueError as e:
+        raise ConfigError(c.file, c.key("hep"), str(e)) from None
+    unredacted = c.get_bool("unredacted", False)
+    redact = c.get_bool("redact", not unredacted)
+    # Sending keys to the collector takes an explicit, unambiguous opt-in: `redact: false`
+    # alone could be a typo'd template, so it must come with `unredacted: true`.
+    if not redact and not unredacted:
+        raise ConfigError(
+            c.file,
+            c.key("redact"),
+            "false sends every e2ae call's SRTP keys to the collector: "
+            "also set capture.unredacted: true to confirm",
+        )
+    if redact and unredacted:
+        raise ConfigError(c.file, c.key("unredacted"), "true contradicts capture.redact: true")
+    return CaptureConfig(
+        hep_host=host,
+        hep_port=port,
+        node_id=c.get_int("node_id", 2001, 0, 2**32 - 1),
+        redact=redact,
+    )
+
+
 def parse_config(data: Any, file: str) -> Config:
     """Validate a parsed YAML document. Sections owned by other layers are checked by them."""
     top = _Reader(file, data, "", _TOP_KEYS)
@@ -363,10 +408,14 @@ def parse_config(data: Any, file: str) -> Config:
         host=_ip(file, "admin.host", a.get_str("host", "127.0.0.1")),
         port=a.get_int("port", 5090, 1, 65535),
     )
-    lg = top.sub("log", {"level"})
+    lg = top.sub("log", {"level", "format"})
     level = lg.get_str("level", "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(file, "log.level", f"must be DEBUG, INFO, WARNING or ERROR, got {level}")
+    log_format = lg.get_str("format", "text")
+    if log_format not in ("text", "json"):
+        raise ConfigError(file, "log.format", f"must be text or json, got {log_format!r}")
+    capture = _capture(top) if top.data.get("capture") is not None else None
     for name in ("agw", "policy", "li"):
         if name in top.data and top.data[name] is not None and not isinstance(top.data[name], dict):
             raise ConfigError(file, name, "must be a mapping")
@@ -378,6 +427,8 @@ def parse_config(data: Any, file: str) -> Config:
         e2ae=e2ae,
         admin=admin,
         log_level=level,
+        log_format=log_format,
+        capture=capture,
         agw=top.data.get("agw"),
         policy=top.data.get("policy"),
         li=top.data.get("li"),

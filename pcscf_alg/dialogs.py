@@ -77,6 +77,7 @@ class Call:
     active_tag: str | None = None  # the dialog whose media plan the gateway runs now
     reserved: bool = False  # the gateway holds a context for this call
     last_activity: float = 0.0  # loop time of the last message of this call leg
+    started_at: float = 0.0  # loop time of the initial INVITE (admin `GET /calls`: age)
     ended: bool = False
 
     @property
