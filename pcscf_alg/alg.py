@@ -1,6 +1,6 @@
 """The P-CSCF (IMS-ALG) proxy core: routes SIP between the access and the core listeners.
 
-Role (DESIGN.md, RFC 7092 "media-relay B2BUA" in proxy form): transaction-stateful, it
+Role (docs/design.md §1, RFC 7092 "media-relay B2BUA" in proxy form): transaction-stateful, it
 Record-Routes twice when a request crosses from one listener to the other (RFC 5658), keeps
 Call-ID, tags and CSeq end to end, and hooks every SDP offer/answer into the e2ae engine
 (`pcscf_alg.calls`). Direction comes from the listener: a request arriving on *access* is
@@ -72,9 +72,9 @@ COUNTED_METHODS = frozenset(
     | {"SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH"}
 )
 # Option tags we understand in Proxy-Require (RFC 3261 §16.3 step 5): sec-agree (RFC 3329) and
-# mediasec (TS 24.229 §7.2A.7, spec README §1.3: never answer 420 for it).
+# mediasec (TS 24.229 §7.2A.7, docs/e2ae-notes.md §1.3: never answer 420 for it).
 SUPPORTED_PROXY_EXTENSIONS = frozenset({"sec-agree", "mediasec"})
-# Removed towards the core on REGISTER (spec README §1.2 item 4).
+# Removed towards the core on REGISTER (docs/e2ae-notes.md §1.2 item 4).
 SEC_OPTION_TAGS = {"sec-agree", "mediasec"}
 DEFAULT_MAX_FORWARDS = 70
 # RFC 3261 §16.6 step 11 / §16.8: Timer C bounds an INVITE after its first provisional, which
@@ -95,9 +95,9 @@ def new_tag() -> str:
 
 def _strip_sec_agree(msg: SipMessage) -> None:
     """What the UE says to its P-CSCF about security agreement stops here (RFC 3329 §2.3.1,
-    spec README §1.2 item 4): Security-Client/-Verify and the sec-agree and mediasec option
+    docs/e2ae-notes.md §1.2 item 4): Security-Client/-Verify and the sec-agree and mediasec option
     tags, from REGISTER and from every other request. The 1TR114 ("Telekom") UE sends
-    Security-Verify and Require/Proxy-Require: mediasec on INVITE and OPTIONS too (§1.3); a
+    Security-Verify and Require/Proxy-Require: mediasec on INVITE and OPTIONS too (notes §1.3); a
     `Require: mediasec` forwarded to the far end would get the call a 420 there."""
     h = msg.headers
     h.remove("Security-Client")
@@ -147,7 +147,7 @@ class RegisterCtx:
 
 @dataclass
 class Counters:
-    """Metrics counters (DESIGN.md: a counter for every decision)."""
+    """Metrics counters (docs/design.md §5: a counter for every decision)."""
 
     received: int = 0
     parse_errors: int = 0
@@ -756,8 +756,8 @@ class Pcscf:
             contacts.append(na.uri)
             exp = na.param("expires")
             requested[na.uri] = int(exp) if exp and exp.isdigit() else default_req
-        # Towards the core (spec README §1.2 item 4): Path added; the sec-agree material goes in
-        # `_prepare_forward`, as for every request towards the core.
+        # Towards the core (docs/e2ae-notes.md §1.2 item 4): Path added; the sec-agree material
+        # goes in `_prepare_forward`, as for every request towards the core.
         self._pop_our_routes(msg)
         dest = self._next_hop_peer()
         host, port = self.addr[Side.CORE]
@@ -808,7 +808,7 @@ class Pcscf:
         if self._sec_server and reg.mechanisms and (ok or resp.status in (401, 407, 494)):
             # RFC 3329 §2.3.1: the server's list answers a client's; a UE that sent no
             # Security-Client gets none (it would only learn what we support).
-            # Spec README §1.2 item 2: Security-Server in the 401 and in the 200.
+            # docs/e2ae-notes.md §1.2 item 2: Security-Server in the 401 and in the 200.
             resp.headers.add_after_last("Security-Server", self._sec_server_text, "cseq")
         if not ok:
             return

@@ -1,6 +1,6 @@
 """The daemon: wires config, transports, the proxy core, registrations and the gateway.
 
-The asyncio edge in the aioquic manner (DESIGN.md): each received message goes to
+The asyncio edge in the aioquic manner (docs/design.md §2.1): each received message goes to
 `Pcscf.receive(..., now=loop.time())`; the core's single next deadline (`get_timer()`) is kept
 armed on the loop, and its callback calls `handle_timer(now)`.
 """

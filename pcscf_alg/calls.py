@@ -1,5 +1,5 @@
 """The call layer of the IMS-ALG: every SDP offer/answer, wherever it travels, through the e2ae
-engine and the IMS-AGW (TS 33.328 7.2.1 and 7.3.1, spec README §3.3).
+engine and the IMS-AGW (TS 33.328 7.2.1 and 7.3.1, docs/e2ae-notes.md §3.3).
 
 - Which procedure applies follows the side the *offer* arrives from: from access = originating
   (7.2.1), from core = terminating (7.3.1), whatever the carrier: INVITE/2xx/ACK (late offer),
@@ -566,8 +566,9 @@ class CallManager:
             self._configure(call, d, res)
 
     def _export_keys(self, call: Call, d: Dialog, plan: MediaPlan) -> None:
-        """TS 33.107 Annex G (spec README §3.4): the SDES keys of this dialog's e2ae RTP streams
-        to the LI functions, once per new key pair (re-answers that keep the keys send none)."""
+        """TS 33.107 Annex G (docs/e2ae-notes.md §3.4): the SDES keys of this dialog's e2ae RTP
+        streams to the LI functions, once per new key pair (re-answers that keep the keys send
+        none)."""
         assert self.li is not None
         for s in plan.streams:
             if s.mode is not StreamMode.E2AE or s.rx_key is None or s.tx_key is None:
@@ -804,7 +805,7 @@ class CallManager:
         return len(stale)
 
     def teardown(self, call: Call, why: str) -> None:
-        """End a call from the middle: BYE both ways for a confirmed dialog (DESIGN.md)."""
+        """End a call from the middle: BYE both ways for a confirmed dialog (docs/design.md §1)."""
         if call.ended:
             return
         d = call.dialogs.get(call.confirmed) if call.confirmed else None

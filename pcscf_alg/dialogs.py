@@ -1,6 +1,7 @@
 """Dialog bookkeeping for the ALG, pure: who is caller and callee, their tags, targets, route sets
 and CSeqs, and the per-dialog offer/answer state. Enough to act as a UA when a P-CSCF must
-(DESIGN.md: BYE both ways when the gateway reports a failed TLS handshake or a media timeout).
+(docs/design.md §1: BYE both ways when the gateway reports a failed TLS handshake or a media
+timeout).
 
 A call (one Call-ID) has one dialog per callee tag; forking (RFC 3261 §16.7 / §12.1) gives
 several early dialogs until a 2xx confirms one of them.

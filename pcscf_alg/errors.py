@@ -1,4 +1,4 @@
-"""One exception type per layer (DESIGN.md "Conventions").
+"""One exception type per layer (docs/design.md §2).
 
 Each carries a text fit for a SIP `Warning` header or a log line: short, one line, no key material.
 """

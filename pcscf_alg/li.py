@@ -1,7 +1,7 @@
 """Lawful-interception key export: the SDES keys of e2ae streams for the LI functions.
 
-TS 33.328 / TS 33.107 Annex G (spec README §3.4): for interception points *before* the IMS-AGW
-(where media is still SRTP), the P-CSCF must provide the SDES keys to the delivery function;
+TS 33.328 / TS 33.107 Annex G (docs/e2ae-notes.md §3.4): for interception points *before* the
+IMS-AGW (where media is still SRTP), the P-CSCF must provide the SDES keys to the delivery function;
 the S-CSCF never sees them, and they are never logged in clear. The P-CSCF does it through
 this internal API: every time the keys of an e2ae RTP stream are agreed (an answer applied,
 including every re-key and every early dialog of a forked call), a `KeyRecord` goes to the

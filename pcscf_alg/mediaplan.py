@@ -22,7 +22,7 @@ class Side(enum.Enum):
 
 
 class Direction(enum.Enum):
-    """Which way the *offer* travels. Procedures follow the offer (spec README §3.3)."""
+    """Which way the *offer* travels. Procedures follow the offer (docs/e2ae-notes.md §3.3)."""
 
     ORIGINATING = "originating"  # offer from the UE towards the core: TS 33.328 7.2.1
     TERMINATING = "terminating"  # offer from the core towards the UE: TS 33.328 7.3.1

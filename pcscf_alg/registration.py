@@ -2,9 +2,9 @@
 
 A binding is created from the 200 (OK) to a REGISTER that the P-CSCF proxied. It records the
 IMPU (To), the contact, the flow the REGISTER came from (transport + source address and port),
-the e2ae indications per protocol on the UE side and the network side (spec README §1.2 item 5,
-TS 33.328 §7.1.2), the security mechanisms seen, Path, Service-Route, associated identities
-(P-Associated-URI) and the expiry.
+the e2ae indications per protocol on the UE side and the network side (docs/e2ae-notes.md
+§1.2 item 5, TS 33.328 §7.1.2), the security mechanisms seen, Path, Service-Route, associated
+identities (P-Associated-URI) and the expiry.
 
 The originating ALG path looks a binding up *by flow* on every request; the terminating path looks
 it up by the Request-URI (a registered contact) or, failing that, by the flow it names. Both are
@@ -107,7 +107,7 @@ class RegistrationError(PcscfError):
 
 @dataclass(frozen=True, slots=True)
 class E2aeIndication:
-    """e2ae indications of one registration (spec README §1.2 item 5).
+    """e2ae indications of one registration (docs/e2ae-notes.md §1.2 item 5).
 
     `ue_*`: the UE listed `sdes-srtp;mediasec` / `msrp-tls;mediasec` in Security-Client.
     `net_*`: we listed the same in Security-Server (our config `e2ae: {rtp, msrp}`).
@@ -614,9 +614,9 @@ def indications_from_register(
 ) -> E2aeIndication:
     """e2ae flags for a REGISTER: UE side from its Security-Client, network side from config.
 
-    TS 24.229 §7.2A.7 / spec README §1.2 item 1: `sdes-srtp;mediasec` => UE supports e2ae RTP,
-    `msrp-tls;mediasec` => MSRP. Other mediasec names are recorded, not acted on. The network side
-    is what we put in Security-Server, i.e. `server_mechanisms(net_rtp, net_msrp)`.
+    TS 24.229 §7.2A.7 / docs/e2ae-notes.md §1.2 item 1: `sdes-srtp;mediasec` => UE supports
+    e2ae RTP, `msrp-tls;mediasec` => MSRP. Other mediasec names are recorded, not acted on. The
+    network side is what we put in Security-Server, i.e. `server_mechanisms(net_rtp, net_msrp)`.
     Raises SipParseError(400) on a malformed header.
     """
     mechs = parse_security_header(security_client_values)

@@ -84,7 +84,8 @@ class MediaTimeout:
 @dataclass(frozen=True)
 class MsrpClosed:
     """An MSRP leg closed after being established: `side` and why ("eof", "idle", "error",
-    "protocol_error", "connect_failed"). The ALG may end the session (DESIGN.md: BYE both ways)."""
+    "protocol_error", "connect_failed"). The ALG may end the session (docs/design.md: BYE both
+    ways)."""
 
     context_id: str
     index: int

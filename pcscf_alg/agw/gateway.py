@@ -107,7 +107,7 @@ class InProcessGateway:
         self._handler = handler
 
     def _emit(self, event: AgwEvent) -> None:
-        # Metrics (DESIGN.md: a counter for every decision), by event and reason.
+        # Metrics (docs/design.md §5: a counter for every decision), by event and reason.
         name = type(event).__name__
         reason = getattr(event, "reason", None)
         key = f"{name}.{reason}" if reason else name

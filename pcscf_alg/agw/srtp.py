@@ -84,7 +84,8 @@ def check_key(key: SrtpKey, *, outbound: bool) -> Suite:
         raise GatewayError("SRTP key lifetime must be in 1..2^48 (RFC 3711 §9.2)")
     if key.mki is not None:
         if outbound:
-            # Our own crypto lines never carry an MKI (pjsip-based UEs ignore it: spec §4.4).
+            # Our own crypto lines never carry an MKI (pjsip-based UEs ignore it:
+            # docs/e2ae-notes.md §4.4).
             raise GatewayError("MKI on the gateway's own (outbound) key not supported")
         if not 1 <= len(key.mki) <= 128:
             raise GatewayError("MKI length must be 1..128 bytes (RFC 4568 §9.2)")

@@ -27,9 +27,9 @@ UE, SRTP from the core...) goes by policy `e2ae_downgrade`: keep (default; the s
 or, re-offered plain by the UE, anchored plain; the UE's keys never reach the core), reject
 (488) or allow (the offer decided on its own). See `plan._downgrade`.
 
-SDP sanitising (7.3.1 last paragraph, spec README §3.2): every `a=3ge2ae` is removed from every
-SDP we forward, in both directions; `a=3ge2ae:applied` is added only to e2ae streams of an offer
-towards the UE. Nothing is added to answers towards the UE (NOTE 3, example 06).
+SDP sanitising (7.3.1 last paragraph, docs/e2ae-notes.md §3.2): every `a=3ge2ae` is removed
+from every SDP we forward, in both directions; `a=3ge2ae:applied` is added only to e2ae streams
+of an offer towards the UE. Nothing is added to answers towards the UE (NOTE 3, example 06).
 
 Addresses: c=/m= of anchored streams move to the reservation's `core` endpoint in an offer or
 answer sent towards the core, to its `access` endpoint towards the UE. The session-level c=
@@ -37,9 +37,9 @@ answer sent towards the core, to its `access` endpoint towards the UE. The sessi
 otherwise anchored streams get a media-level c=. MSRP: CEMA (a=msrp-cema in offer and answer)
 runs application-agnostic with a=path untouched; otherwise application-aware, with a=path set to
 `msrps://<access>/<sid>;tcp` towards the UE and `msrp://<core>/<sid>;tcp` towards the core
-(spec README §5.5). a=setup: towards the UE we offer `passive` and answer `passive` to an
+(docs/e2ae-notes.md §5.5). a=setup: towards the UE we offer `passive` and answer `passive` to an
 `actpass`/`active` UE, `active` to a `passive` one; towards the core we offer `actpass` and
-answer what RFC 4145 gives for the core's offer (spec README §5.3).
+answer what RFC 4145 gives for the core's offer (docs/e2ae-notes.md §5.3).
 
 Errors: `SdpError` (status 488, a one-line reason fit for `Warning: 399 <host> "<reason>"`,
 never containing key material); `GatewayError` if a reservation the plan asked for is missing.

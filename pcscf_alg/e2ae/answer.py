@@ -215,7 +215,7 @@ def apply_answer(state: OfferState, answer_sdp: bytes | str | Sdp, rng: Rng) -> 
                 m.set_proto(so.proto)
                 m.remove_attrs("crypto", "fingerprint")
                 action += f" by the answerer; proto restored to {so.proto}, no keys"
-                rule = f"{C_ORIG if orig else C_TERM}; spec README §7.2"
+                rule = f"{C_ORIG if orig else C_TERM}; RFC 3264 §6"
             decisions.append(_decision(i, kind, _REJECTED, action, rule))
             plans.append(StreamPlan(i, kind, _REJECTED))
             continue
@@ -451,7 +451,8 @@ def _answer_msrp(
     if orig:
         # 7.2.1 step 8: TCP->TLS, fingerprints from the core removed, ours added.
         # Gateway roles: core leg = the opposite of the core's answer (absent: the answerer is
-        # passive, RFC 4145 §4.1); access leg = our answer to the UE's offer (README §5.3).
+        # passive, RFC 4145 §4.1); access leg = our answer to the UE's offer
+        # (docs/e2ae-notes.md §5.3).
         core_setup = peer_role(ans_setup) if ans_setup is not None else _ACTIVE
         access_setup = answer_role(so.setup)
         m.set_proto(so.proto)

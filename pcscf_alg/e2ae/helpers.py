@@ -76,7 +76,7 @@ def _session_indication(sdp: Sdp) -> E2aeIndicator | None:
 
 
 def _indication(m: Media, session: E2aeIndicator | None) -> E2aeIndicator | None:
-    """The 3ge2ae indicator of a stream. A session-level one (a broken UE, spec README §7.9)
+    """The 3ge2ae indicator of a stream. A session-level one (a broken UE, docs/e2ae-notes.md §7.9)
     applies to every m-line that has none of its own."""
     values = m.attrs("3ge2ae")
     return _strongest(values) if values else session

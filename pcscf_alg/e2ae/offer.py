@@ -135,7 +135,7 @@ def apply_offer(
         fp = res.local_fingerprint
         if fp is None:
             raise GatewayError(f"no local certificate fingerprint reserved for m-line {i}")
-        # spec README §5.3: offer passive so that the UE connects out through its NAT.
+        # docs/e2ae-notes.md §5.3: offer passive so that the UE connects out through its NAT.
         _set_fingerprint(m, fp, _PASSIVE)
         m.insert_attrs([APPLIED_LINE])
         sent = None

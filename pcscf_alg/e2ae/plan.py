@@ -112,8 +112,8 @@ def plan_offer(
             mux = so.rtcp_mux
             # Positional: keyword binding makes this frozen dataclass ~2x dearer to build.
             # (index, kind, access_rtcp_mux, core_rtcp_mux, want_local_fingerprint); RFC 5761
-            # mux on each leg mirrors what the peers negotiate (README §7.1); at offer time
-            # only the offerer's wish is known.
+            # mux on each leg mirrors what the peers negotiate (docs/e2ae-notes.md §7.1); at
+            # offer time only the offerer's wish is known.
             if _SR_FAST:  # filled like `_new_endpoint`: half the cost of the constructor
                 req: StreamRequest = _new_object(StreamRequest)
                 d = req.__dict__

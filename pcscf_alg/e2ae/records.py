@@ -68,7 +68,8 @@ C_TERM: Final = "TS 33.328 7.3.1"
 
 @dataclass(frozen=True, slots=True)
 class E2aeFlags:
-    """e2ae support indicated at registration (spec README §1.2 step 5), per protocol and side.
+    """e2ae support indicated at registration (docs/e2ae-notes.md §1.2 item 5), per protocol
+    and side.
 
     Support is *established* for a protocol when both the UE and the network indicated it
     (7.2.1 step 2, 7.3.1 step 3). No registration (unknown UE) = all False.

@@ -16,7 +16,7 @@ from .records import _E2AE, _FINGERPRINT, _RTP, Rng, _Prev
 
 def _strip_3ge2ae(sdp: Sdp) -> None:
     """7.3.1: remove any "e2ae-security offered by network" inserted by another party; and
-    never forward a UE's indication to the core (spec README §3.2)."""
+    never forward a UE's indication to the core (docs/e2ae-notes.md §3.2)."""
     _strip_session_3ge2ae(sdp)
     for m in sdp.media:
         m.remove_attrs("3ge2ae")

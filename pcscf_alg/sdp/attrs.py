@@ -1,4 +1,4 @@
-"""The `a=3ge2ae` attribute (TS 24.229 §7.5.2, spec README §2).
+"""The `a=3ge2ae` attribute (TS 24.229 §7.5.2, docs/e2ae-notes.md §2).
 
     3ge2ae-attribute = "a=3ge2ae:" indicator
     indicator        = "requested" / "applied" / token

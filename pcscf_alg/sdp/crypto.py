@@ -1,6 +1,6 @@
 """RFC 4568 SDP Security Descriptions: the `a=crypto` attribute.
 
-Grammar (RFC 4568 §9.1/§9.2, spec README §4.1):
+Grammar (RFC 4568 §9.1/§9.2, docs/e2ae-notes.md §4.1):
 
     a=crypto:<tag> 1*WSP <crypto-suite> 1*WSP <key-params> *(1*WSP <session-param>)
     key-params    = key-param *(";" key-param)          ; several keys need an MKI each
@@ -51,7 +51,7 @@ def _s(*args: object, **kw: object) -> tuple[str, Suite]:
     return suite.name, suite
 
 
-# The IANA "SRTP Crypto Suite Registrations" (sdp-security-descriptions), spec README §4.2.
+# The IANA "SRTP Crypto Suite Registrations" (sdp-security-descriptions), docs/e2ae-notes.md §4.2.
 SUITES: Final[Mapping[str, Suite]] = MappingProxyType(
     dict(
         (
@@ -59,7 +59,7 @@ SUITES: Final[Mapping[str, Suite]] = MappingProxyType(
             # RFC 4568 §6.2.2: a 32-bit tag on SRTP but the 80-bit tag on SRTCP.
             _s("AES_CM_128_HMAC_SHA1_32", 16, 14, 4, 10, "RFC 4568", gateway=True, strength=10),
             _s("F8_128_HMAC_SHA1_80", 16, 14, 10, 10, "RFC 4568", strength=15),
-            # Not in the registry, but some stacks mis-spell F8 with _32 (spec README §4.2):
+            # Not in the registry, but some stacks mis-spell F8 with _32 (docs/e2ae-notes.md §4.2):
             # understand it so that such a line is skipped, not refused.
             _s("F8_128_HMAC_SHA1_32", 16, 14, 4, 10, "RFC 4568 (mis-spelt)", strength=5),
             _s("SEED_CTR_128_HMAC_SHA1_80", 16, 14, 10, 10, "RFC 5669", strength=15),
@@ -92,7 +92,8 @@ _VALUE_PARAMS: Final = frozenset(("KDR", "FEC_ORDER", "FEC_KEY", "WSH"))
 
 
 def b64decode_lenient(text: str) -> bytes:
-    """Base64 with or without its trailing padding (spec README §4.5: padding is often lost)."""
+    """Base64 with or without its trailing padding (docs/e2ae-notes.md §4.5: padding is often
+    lost)."""
     body = text.rstrip("=")
     if not body or len(body) % 4 == 1:
         raise SdpError("a=crypto: key is not valid base64")
@@ -178,8 +179,9 @@ class CryptoAttr(NamedTuple):
     def gateway_problem(self) -> str | None:
         """Why the gateway cannot run this line, or None when it can.
 
-        RFC 4568 §6.3 (and spec README §4.3): a line with a session parameter the receiver does
-        not support is unusable as a whole, so such lines are skipped, not "fixed".
+        RFC 4568 §6.3 (and docs/e2ae-notes.md §4.3): a line with a session parameter the
+        receiver does not support is unusable as a whole, so such lines are skipped, not
+        "fixed".
         """
         info = SUITES.get(self.suite)
         if info is None:
@@ -192,8 +194,9 @@ class CryptoAttr(NamedTuple):
         if k.method != "inline":
             return f"key method {k.method} not supported"
         # A single key with an MKI is runnable: the gateway checks and strips the MKI of what the
-        # UE sends (pylibsrtp has no MKI support; issue 5). We never *generate* an MKI (spec
-        # README §4.4: pjsip drops it), so only the UE's own lines (K11/K22) can carry one.
+        # UE sends (pylibsrtp has no MKI support; issue 5). We never *generate* an MKI
+        # (docs/e2ae-notes.md §4.4: pjsip drops it), so only the UE's own lines (K11/K22) can
+        # carry one.
         for p in self.params:
             name, _, value = p.partition("=")
             if name == "KDR":
@@ -369,7 +372,7 @@ def generate_crypto(tag: int, suite: str, rng: Callable[[int], bytes]) -> Crypto
     """A fresh master key and salt for `suite`, with no lifetime and no MKI.
 
     TS 33.328 7.2.1 step 8 / 7.3.1 step 4: "The optional key lifetime field shall be omitted";
-    spec README §4.4: never generate an MKI.
+    docs/e2ae-notes.md §4.4: never generate an MKI.
     """
     info = SUITES.get(suite)
     if info is None or not info.gateway:

@@ -28,7 +28,7 @@ HASH_LENGTHS: Final = {
     "sha-384": 48,
     "sha-512": 64,
 }
-# Strongest first: which of several fingerprints to verify against (spec README §5.2).
+# Strongest first: which of several fingerprints to verify against (docs/e2ae-notes.md §5.2).
 _PREFERENCE: Final = ("sha-512", "sha-384", "sha-256", "sha-224", "sha-1")
 _HASHLIB: Final = {"sha-1": "sha1", "sha-224": "sha224", "sha-256": "sha256",
                    "sha-384": "sha384", "sha-512": "sha512"}

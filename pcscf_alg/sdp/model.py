@@ -1,6 +1,6 @@
 """A lean, line-based SDP model for a middlebox (RFC 8866 / RFC 4566 syntax).
 
-Why not sdp-transform (DESIGN.md names it): its Python port parses a VoLTE offer in ~650 µs
+Why not sdp-transform (the obvious library for it): its Python port parses a VoLTE offer in ~650 µs
 against ~20 µs here, and it is lossy (it drops the second session parameter of an `a=crypto`
 line, re-orders and re-spells attributes). A P-CSCF must forward everything it does not
 understand *byte for byte and in order*: unknown attributes, `a=rtcp-fb`, `a=curr`/`a=des`

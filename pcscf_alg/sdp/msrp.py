@@ -62,7 +62,7 @@ class MsrpUri:
 
     @classmethod
     def build(cls, scheme: str, host: str, port: int, session_id: str) -> MsrpUri:
-        """The gateway's own URI on one leg (spec README §5.5, application-aware mode)."""
+        """The gateway's own URI on one leg (docs/e2ae-notes.md §5.5, application-aware mode)."""
         return cls(scheme, host, port, session_id, "tcp")
 
 
@@ -141,7 +141,7 @@ def peer_role(role: SetupRole) -> SetupRole:
 def answer_role(offered: SetupRole | None) -> SetupRole:
     """The role we (the gateway) take when answering an offer with `offered` (RFC 4145 §4.1).
 
-    We prefer passive, so that the UE (behind NAT) connects out (spec README §5.3). An absent
+    We prefer passive, so that the UE (behind NAT) connects out (docs/e2ae-notes.md §5.3). An absent
     a=setup in the offer means the offerer is active (RFC 4145 default; RFC 4975/6135: the MSRP
     offerer connects).
     """

@@ -9,9 +9,9 @@
 
 TS 24.229 §7.2A.7 adds the mechanism names `sdes-srtp`, `msrp-tls`, `bfcp-tls`, `udptl-dtls`
 and the value-less parameter `mediasec`, which marks an entry as a *media-plane* mechanism
-(spec README §1.1). We parse any token as a mechanism name: unknown names are kept so that callers
-can inspect them (e.g. `dtls-srtp;mediasec`, seen in Asterisk) but only `sdes-srtp` and
-`msrp-tls` drive e2ae.
+(docs/e2ae-notes.md §1.1). We parse any token as a mechanism name: unknown names are kept so
+that callers can inspect them (e.g. `dtls-srtp;mediasec`, seen in Asterisk) but only
+`sdes-srtp` and `msrp-tls` drive e2ae.
 
 Sans-IO and pure: strings in, values out. Everything that is malformed raises
 `SipParseError(reason, 400)`.
@@ -218,8 +218,9 @@ def mediasec_mechanisms(mechs: Iterable[SecMechanism]) -> list[SecMechanism]:
 def e2ae_support(mechs: Iterable[SecMechanism]) -> tuple[bool, bool]:
     """(rtp, msrp): whether the list indicates e2ae for SDES-SRTP and for MSRP over TLS.
 
-    Only the pair name + `mediasec` counts (TS 24.229 §7.2A.7; spec README §1.2 item 1): a bare
-    `sdes-srtp` is not a media-plane indication, and other mediasec names are not acted on.
+    Only the pair name + `mediasec` counts (TS 24.229 §7.2A.7; docs/e2ae-notes.md §1.2 item 1):
+    a bare `sdes-srtp` is not a media-plane indication, and other mediasec names are not acted
+    on.
     """
     rtp = msrp = False
     for m in mechs:
@@ -257,8 +258,8 @@ def _canon_value(value: str | None) -> tuple[int, str]:
 
 
 def _canon(m: SecMechanism) -> _CanonMech:
-    # Parameters are a set for comparison purposes (spec README §1.2 item 3: order-insensitive);
-    # sorting keeps duplicates, so a multiset is compared.
+    # Parameters are a set for comparison purposes (docs/e2ae-notes.md §1.2 item 3:
+    # order-insensitive); sorting keeps duplicates, so a multiset is compared.
     return m.name, tuple(sorted((p, *_canon_value(v)) for p, v in m.params))
 
 
@@ -277,10 +278,11 @@ def verify_matches(server_sent: Sequence[SecMechanism], verify: Sequence[SecMech
 def strip_option_tags(values: Sequence[str], tags: set[str]) -> list[str]:
     """Remove `tags` from Require / Proxy-Require values; return the option tags that remain.
 
-    Used before forwarding to the core: `sec-agree` (spec README §1.2 item 4, [S22]) and the
-    Telekom-flavour `mediasec` (§1.3) are consumed by the P-CSCF. Option tags are tokens, hence
-    case-insensitive (RFC 3261 §7.3.1); remaining tags keep their spelling. Empty list elements
-    are dropped. The caller removes the header when the result is empty.
+    Used before forwarding to the core: `sec-agree` (docs/e2ae-notes.md §1.2 item 4; TS 24.228's
+    registration flows) and the Telekom-flavour `mediasec` (notes §1.3) are consumed by the
+    P-CSCF. Option tags are tokens, hence case-insensitive (RFC 3261 §7.3.1); remaining tags
+    keep their spelling. Empty list elements are dropped. The caller removes the header when
+    the result is empty.
     """
     if isinstance(values, str):
         values = (values,)

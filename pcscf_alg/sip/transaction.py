@@ -2,7 +2,7 @@
 
 The `TransactionLayer` owns every client and server transaction. It never touches a socket or
 a clock: the caller passes messages in with the current time (`now`, float seconds from the
-caller's monotonic clock), then drains the layer, aioquic style (DESIGN.md "Layers"):
+caller's monotonic clock), then drains the layer, aioquic style (docs/design.md §2.1):
 
     txn = layer.receive_request(msg, source, now)     # or receive_response(...)
     while (ev := layer.next_event()) is not None: ...  # timeouts, strays, terminations

@@ -1,4 +1,4 @@
-"""Lawful-interception key export through the daemon (spec README §3.4, TS 33.107 Annex G):
+"""Lawful-interception key export through the daemon (docs/e2ae-notes.md §3.4, TS 33.107 Annex G):
 a DF agent on a Unix datagram socket receives the SDES keys of each e2ae stream, the keys that
 really protect the media, and the daemon's log never shows them."""
 

@@ -249,8 +249,8 @@ def test_a_failing_call_layer_answers_500_instead_of_leaking_the_transaction() -
 
 
 def test_telekom_style_invite_loses_its_sec_agree_material_towards_the_core() -> None:
-    # spec README §1.3: a 1TR114 UE puts Security-Verify and Require/Proxy-Require: mediasec on
-    # INVITE as well; none of it may reach the core (§1.2 item 4), other option tags stay
+    # docs/e2ae-notes.md §1.3: a 1TR114 UE puts Security-Verify and Require/Proxy-Require:
+    # mediasec on INVITE as well; none of it may reach the core (§1.2 item 4), other tags stay
     p, wire = make()
     extra = (
         "Security-Verify: ipsec-3gpp;alg=hmac-sha-1-96;spi-c=1;spi-s=2;port-c=3;port-s=4, "

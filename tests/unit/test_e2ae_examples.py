@@ -89,7 +89,7 @@ def test_originating_04_to_05_and_06() -> None:
     assert msrp.access_setup is SetupRole.PASSIVE  # example 06: a=setup:passive
     assert msrp.core_setup is SetupRole.PASSIVE  # the core answered active
     assert f"a=fingerprint:{AGW_FP.to_sdp()}" in ans.sdp.decode()
-    assert b"3ge2ae" not in ans.sdp  # README §3.1: not added to answers (NOTE 3)
+    assert b"3ge2ae" not in ans.sdp  # docs/e2ae-notes.md §3.1: not added to answers (NOTE 3)
 
 
 def test_terminating_07_to_08_and_09_to_10() -> None:

@@ -83,7 +83,8 @@ def _tag(tag: int, suite: str) -> Callable[[AnswerResult], None]:
         assert s.rx_key is not None and s.tx_key is not None
         assert (s.rx_key.tag, s.rx_key.suite) == (tag, suite)
         assert (s.tx_key.tag, s.tx_key.suite) == (tag, suite)
-        assert s.rx_key.key_salt != s.tx_key.key_salt  # never echo the UE's key (README §4.5)
+        # never echo the UE's key (docs/e2ae-notes.md §4.5)
+        assert s.rx_key.key_salt != s.tx_key.key_salt
 
     return check
 
@@ -95,7 +96,7 @@ def _tag3_lifetime(a: AnswerResult) -> None:
     s = a.plan.streams[0]
     assert s.rx_key is not None and s.rx_key.lifetime == 2**31
     assert s.rx_key.mki == b"\x00\x00\x00\x01"
-    # ours: no lifetime (7.2.1 step 8), never an MKI (spec README §4.4)
+    # ours: no lifetime (7.2.1 step 8), never an MKI (docs/e2ae-notes.md §4.4)
     assert s.tx_key is not None and s.tx_key.lifetime is None and s.tx_key.mki is None
 
 

@@ -113,7 +113,7 @@ def test_setup_roles() -> None:
         parse_setup("both")
     assert peer_role(SetupRole.ACTIVE) is SetupRole.PASSIVE
     assert peer_role(SetupRole.HOLDCONN) is SetupRole.HOLDCONN
-    # we answer passive whenever we may (spec README §5.3), active to a passive offerer
+    # we answer passive whenever we may (docs/e2ae-notes.md §5.3), active to a passive offerer
     assert answer_role(SetupRole.ACTPASS) is SetupRole.PASSIVE
     assert answer_role(None) is SetupRole.PASSIVE
     assert answer_role(SetupRole.ACTIVE) is SetupRole.PASSIVE
