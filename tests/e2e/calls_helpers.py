@@ -216,19 +216,86 @@ def srtp_both_ways(
     agw_core: int,
     from_ue: tuple[str, bytes],
     to_ue: tuple[str, bytes],
+    seq: int = 11,
 ) -> None:
     """One packet each way through the gateway: the UE's SRTP under `from_ue` (suite, key)
     reaches the core as the RTP packet it protected; the core's RTP reaches the UE as SRTP that
-    `to_ue` unprotects."""
+    `to_ue` unprotects. A second check in the same call needs a higher `seq` (the gateway's
+    SRTP replay check drops a packet index it has seen)."""
     tx = srtp_session(from_ue[0], from_ue[1], outbound=True)
-    pkt = rtp_packet(11, ssrc=0x0A0B0C0D, payload=b"from-ue!" * 5)
+    pkt = rtp_packet(seq, ssrc=0x0A0B0C0D, payload=b"from-ue!" * 5)
     ue_media.sock.sendto(tx.protect(pkt), ("127.0.0.1", agw_access))
     assert core_media.recv()[0] == pkt
     rx = srtp_session(to_ue[0], to_ue[1], outbound=False)
-    pkt2 = rtp_packet(12, ssrc=0x55667788, payload=b"to-ue!!!" * 5)
+    pkt2 = rtp_packet(seq + 1, ssrc=0x55667788, payload=b"to-ue!!!" * 5)
     core_media.sock.sendto(pkt2, ("127.0.0.1", agw_core))
     got = ue_media.recv()[0]
     assert got != pkt2 and rx.unprotect(got) == pkt2
+
+
+# The core's plain answer to an audio offer (`port`: its RTP port).
+PLAIN_ANSWER = """v=0
+o=- 2 2 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio {port} RTP/AVP 96
+a=rtpmap:96 AMR-WB/16000/1
+a=sendrecv
+"""
+
+
+@dataclass(frozen=True)
+class E2aeCall:
+    """An answered, ACKed originating e2ae RTP call (`e2ae_call`)."""
+
+    inv: SipMessage  # the INVITE as the core got it
+    ok: SipMessage  # the 2xx as the UE got it
+    agw_access: int  # the gateway's RTP port towards the UE
+    agw_core: int  # the gateway's RTP port towards the core
+    to_ue: tuple[str, bytes]  # (suite, K12): the key the P-CSCF gave the UE
+
+    def media(self, ue_media: MediaPeer, core_media: MediaPeer, seq: int = 11) -> None:
+        """SRTP under K11 from the UE and RTP from the core cross the gateway (see
+        `srtp_both_ways` for `seq`)."""
+        srtp_both_ways(
+            ue_media,
+            core_media,
+            agw_access=self.agw_access,
+            agw_core=self.agw_core,
+            from_ue=("AES_CM_128_HMAC_SHA1_80", b64(K11)),
+            to_ue=self.to_ue,
+            seq=seq,
+        )
+
+
+def e2ae_call(
+    d: Daemon,
+    ue: UdpPeer,
+    core: UdpPeer,
+    ue_media: MediaPeer,
+    core_media: MediaPeer,
+    call_id: str,
+    *,
+    to_tag: str = "b1",
+) -> E2aeCall:
+    """An originating e2ae RTP call (TS 33.328 7.2.1): the UE offers SRTP (K11, `audio_offer`),
+    the core gets plain RTP/AVP with no key and no a=3ge2ae and answers `PLAIN_ANSWER`, the UE
+    gets RTP/SAVP with exactly one a=crypto (K12); ACK both ways."""
+    invite(ue, d, audio_offer(ue_media.port), call_id)
+    inv = core.expect("INVITE")
+    _, agw_core, proto = audio_port(inv.body)
+    assert proto == "RTP/AVP" and b"a=crypto" not in inv.body, inv.body
+    assert b"3ge2ae" not in inv.body, inv.body
+    answer = PLAIN_ANSWER.format(port=core_media.port)
+    core.reply(inv, 200, "OK", d.core_port, to_tag=to_tag, body=answer)
+    ok = ue.expect(200)
+    _, agw_access, proto = audio_port(ok.body)
+    assert proto == "RTP/SAVP", ok.body
+    (line,) = crypto_lines(ok.body)
+    in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
+    core.expect("ACK")
+    return E2aeCall(inv, ok, agw_access, agw_core, key_of(line))
 
 
 def srtp_session(suite: str, key_salt: bytes, outbound: bool) -> pylibsrtp.Session:

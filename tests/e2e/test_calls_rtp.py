@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.calls_helpers import (
     K11,
+    PLAIN_ANSWER,
     MediaPeer,
     RtpPeers,
     assert_released,
@@ -29,16 +30,6 @@ from tests.e2e.calls_helpers import (
 )
 from tests.e2e.daemon import Daemon
 from tests.e2e.sipua import UdpPeer
-
-PLAIN_ANSWER = """v=0
-o=- 2 2 IN IP4 127.0.0.1
-s=-
-c=IN IP4 127.0.0.1
-t=0 0
-m=audio {port} RTP/AVP 96
-a=rtpmap:96 AMR-WB/16000/1
-a=sendrecv
-"""
 
 
 def test_originating_rtp_srtp_to_rtp_and_back(peers: Any, rtp_peers: RtpPeers) -> None:

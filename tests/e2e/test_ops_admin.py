@@ -31,26 +31,14 @@ from tests.e2e.calls_helpers import (
     audio_offer,
     audio_port,
     b64,
-    crypto_lines,
+    e2ae_call,
     in_dialog,
     invite,
-    key_of,
     register,
-    srtp_both_ways,
     ue_hangs_up,
 )
 from tests.e2e.daemon import ROOT, Daemon, free_port, make_daemon
 from tests.e2e.sipua import UdpPeer, new_call_id
-
-PLAIN_ANSWER = """v=0
-o=- 2 2 IN IP4 127.0.0.1
-s=-
-c=IN IP4 127.0.0.1
-t=0 0
-m=audio {port} RTP/AVP 96
-a=rtpmap:96 AMR-WB/16000/1
-a=sendrecv
-"""
 
 
 def _get(d: Daemon, path: str) -> bytes:
@@ -74,28 +62,9 @@ def _e2ae_call(
 ) -> tuple[Any, bytes]:
     """An originating e2ae RTP call with SRTP media both ways through the gateway. Returns the
     UE's 200 OK and K12 (the key the P-CSCF gave the UE)."""
-    ue_media, core_media = rtp_peers
-    invite(ue, d, audio_offer(ue_media.port), call_id)
-    inv = core.expect("INVITE")
-    _, agw_core, _ = audio_port(inv.body)
-    core.reply(
-        inv, 200, "OK", d.core_port, to_tag="b1", body=PLAIN_ANSWER.format(port=core_media.port)
-    )
-    ok = ue.expect(200)
-    _, agw_access, proto = audio_port(ok.body)
-    assert proto == "RTP/SAVP"
-    suite, k12 = key_of(crypto_lines(ok.body)[0])
-    in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
-    core.expect("ACK")
-    srtp_both_ways(
-        ue_media,
-        core_media,
-        agw_access=agw_access,
-        agw_core=agw_core,
-        from_ue=("AES_CM_128_HMAC_SHA1_80", b64(K11)),
-        to_ue=(suite, k12),
-    )
-    return ok, k12
+    call = e2ae_call(d, ue, core, *rtp_peers, call_id)
+    call.media(*rtp_peers)
+    return call.ok, call.to_ue[1]
 
 
 def test_metrics_after_e2ae_call_show_decisions_and_latency(

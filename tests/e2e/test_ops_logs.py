@@ -22,29 +22,13 @@ from tests.e2e.calls_helpers import (
     K11,
     K11_32,
     MediaPeer,
-    audio_offer,
-    audio_port,
     b64,
-    crypto_lines,
-    in_dialog,
-    invite,
-    key_of,
+    e2ae_call,
     register,
-    srtp_both_ways,
     ue_hangs_up,
 )
 from tests.e2e.daemon import Daemon, make_daemon
 from tests.e2e.sipua import UdpPeer
-
-PLAIN_ANSWER = """v=0
-o=- 2 2 IN IP4 127.0.0.1
-s=-
-c=IN IP4 127.0.0.1
-t=0 0
-m=audio {port} RTP/AVP 96
-a=rtpmap:96 AMR-WB/16000/1
-a=sendrecv
-"""
 
 
 def e2ae_rtp_call(d: Daemon, call_id: str) -> list[str]:
@@ -55,29 +39,10 @@ def e2ae_rtp_call(d: Daemon, call_id: str) -> list[str]:
     ue_media, core_media = MediaPeer.bind(), MediaPeer.bind()
     try:
         register(d, ue, core)
-        invite(ue, d, audio_offer(ue_media.port), call_id)
-        inv = core.expect("INVITE")
-        assert b"a=crypto" not in inv.body  # TS 33.328 7.2.1 step 3: plain towards the core
-        _, agw_core, _ = audio_port(inv.body)
-        core.reply(
-            inv, 200, "OK", d.core_port, to_tag="b1", body=PLAIN_ANSWER.format(port=core_media.port)
-        )
-        ok = ue.expect(200)
-        _, agw_access, _ = audio_port(ok.body)
-        (line,) = crypto_lines(ok.body)
-        suite, k12 = key_of(line)
-        in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
-        core.expect("ACK")
-        # The keys are real: media flows under them through the gateway.
-        srtp_both_ways(
-            ue_media,
-            core_media,
-            agw_access=agw_access,
-            agw_core=agw_core,
-            from_ue=("AES_CM_128_HMAC_SHA1_80", b64(K11)),
-            to_ue=(suite, k12),
-        )
-        ue_hangs_up(d, ue, core, ok)
+        call = e2ae_call(d, ue, core, ue_media, core_media, call_id)
+        k12 = call.to_ue[1]
+        call.media(ue_media, core_media)  # the keys are real: media flows under them
+        ue_hangs_up(d, ue, core, call.ok)
     finally:
         ue.close()
         core.close()
@@ -126,8 +91,9 @@ def test_json_logs_parse_and_decisions_are_structured(daemon_factory: Any) -> No
         assert {"time", "level", "logger", "message"} <= rec.keys(), rec
         records.append(rec)
     decisions = [
-        r for r in records if r.get("call_id") == call_id and r["logger"] == "pcscf_alg.calls"
-        and "stream" in r
+        r
+        for r in records
+        if r.get("call_id") == call_id and r["logger"] == "pcscf_alg.calls" and "stream" in r
     ]
     # One line per decision: the offer's and the answer's for stream 0, originating leg.
     assert len(decisions) >= 2, records[-20:]

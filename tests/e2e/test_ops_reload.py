@@ -19,79 +19,17 @@ from typing import Any
 import yaml
 
 from tests.e2e.calls_helpers import (
-    K11,
     MediaPeer,
     RtpPeers,
     audio_offer,
-    audio_port,
-    b64,
-    crypto_lines,
+    e2ae_call,
     in_dialog,
     invite,
-    key_of,
     register,
-    rtp_packet,
-    srtp_both_ways,
-    srtp_session,
     ue_hangs_up,
 )
 from tests.e2e.daemon import Daemon
 from tests.e2e.sipua import UdpPeer
-
-PLAIN_ANSWER = """v=0
-o=- 2 2 IN IP4 127.0.0.1
-s=-
-c=IN IP4 127.0.0.1
-t=0 0
-m=audio {port} RTP/AVP 96
-a=rtpmap:96 AMR-WB/16000/1
-a=sendrecv
-"""
-
-K11_KEY = ("AES_CM_128_HMAC_SHA1_80", b64(K11))
-
-
-class Call:
-    """An established e2ae call: the UE's 2xx and what its media needs."""
-
-    def __init__(self, ok: Any, agw_access: int, agw_core: int, to_ue: tuple[str, bytes]):
-        self.ok = ok
-        self.agw_access = agw_access
-        self.agw_core = agw_core
-        self.to_ue = to_ue
-
-
-def e2ae_call(
-    d: Daemon, ue: UdpPeer, core: UdpPeer, ue_media: MediaPeer, core_media: MediaPeer, cid: str
-) -> Call:
-    """An originating e2ae call: SRTP (K11 from the UE, K12 from the P-CSCF) on the access leg,
-    plain RTP towards the core (TS 33.328 7.2.1)."""
-    invite(ue, d, audio_offer(ue_media.port), cid)
-    inv = core.expect("INVITE")
-    _, agw_core, proto = audio_port(inv.body)
-    assert proto == "RTP/AVP" and b"a=crypto" not in inv.body, inv.body
-    core.reply(
-        inv, 200, "OK", d.core_port, to_tag="b1", body=PLAIN_ANSWER.format(port=core_media.port)
-    )
-    ok = ue.expect(200)
-    _, agw_access, proto = audio_port(ok.body)
-    assert proto == "RTP/SAVP", ok.body
-    (line,) = crypto_lines(ok.body)
-    in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
-    return Call(ok, agw_access, agw_core, key_of(line))
-
-
-def media_flows(call: Call, ue_media: MediaPeer, core_media: MediaPeer, seq: int) -> None:
-    """SRTP from the UE reaches the core as RTP and back; `seq` grows from one check to the
-    next (the gateway's SRTP replay check drops a packet index it has seen)."""
-    tx = srtp_session(*K11_KEY, outbound=True)
-    rx = srtp_session(*call.to_ue, outbound=False)
-    pkt = rtp_packet(seq, ssrc=0x0A0B0C0D)
-    ue_media.sock.sendto(tx.protect(pkt), ("127.0.0.1", call.agw_access))
-    assert core_media.recv()[0] == pkt
-    back = rtp_packet(seq, ssrc=0x55667788, payload=b"core" * 10)
-    core_media.sock.sendto(back, ("127.0.0.1", call.agw_core))
-    assert rx.unprotect(ue_media.recv()[0]) == back
 
 
 def rewrite_config(d: Daemon, change: Callable[[dict[str, Any]], None] | str) -> None:
@@ -135,7 +73,7 @@ def test_sighup_switches_note_2a_to_apply_while_an_e2ae_call_keeps_its_media(
     try:
         register(d, ue, core)
         call = e2ae_call(d, ue, core, ue_media, core_media, "reload-established")
-        media_flows(call, ue_media, core_media, seq=1)
+        call.media(ue_media, core_media, seq=1)
 
         note_2a_offer(d, carol, carol_media, "reload-note2a-1")
         refused = carol.expect(488)
@@ -147,19 +85,14 @@ def test_sighup_switches_note_2a_to_apply_while_an_e2ae_call_keeps_its_media(
         assert "needs a restart (left as it was): nothing" in line, line
 
         # The call set up before the reload: media still crosses the gateway both ways.
-        srtp_both_ways(
-            ue_media,
-            core_media,
-            agw_access=call.agw_access,
-            agw_core=call.agw_core,
-            from_ue=K11_KEY,
-            to_ue=call.to_ue,
+        call.media(ue_media, core_media)
+        # The next NOTE 2a offer (carol never registered): e2ae applied (TS 33.328 NOTE 2a,
+        # "apply" by local policy).
+        second = e2ae_call(
+            d, carol, core, carol_media, carol_core_media, "reload-note2a-2", to_tag="b2"
         )
-        # The next NOTE 2a offer: e2ae applied (TS 33.328 NOTE 2a, "apply" by local policy).
-        note_2a_offer(d, carol, carol_media, "reload-note2a-2")
-        second = e2ae_call_answer(d, carol, core, carol_media, carol_core_media)
-        media_flows(second, carol_media, carol_core_media, seq=1)
-        media_flows(call, ue_media, core_media, seq=20)
+        second.media(carol_media, carol_core_media, seq=1)
+        call.media(ue_media, core_media, seq=20)
 
         in_dialog(carol, second.ok, "BYE", 2, d.access_port, uac=True)
         core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")
@@ -170,24 +103,6 @@ def test_sighup_switches_note_2a_to_apply_while_an_e2ae_call_keeps_its_media(
             p.close()
         carol_media.close()
         carol_core_media.close()
-
-
-def e2ae_call_answer(
-    d: Daemon, ue: UdpPeer, core: UdpPeer, ue_media: MediaPeer, core_media: MediaPeer
-) -> Call:
-    """The rest of `e2ae_call` once the INVITE was sent: the core gets plain RTP, the UE SRTP."""
-    inv = core.expect("INVITE")
-    _, agw_core, proto = audio_port(inv.body)
-    assert proto == "RTP/AVP" and b"a=crypto" not in inv.body and b"3ge2ae" not in inv.body
-    core.reply(
-        inv, 200, "OK", d.core_port, to_tag="b2", body=PLAIN_ANSWER.format(port=core_media.port)
-    )
-    ok = ue.expect(200)
-    _, agw_access, proto = audio_port(ok.body)
-    assert proto == "RTP/SAVP", ok.body
-    (line,) = crypto_lines(ok.body)
-    in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
-    return Call(ok, agw_access, agw_core, key_of(line))
 
 
 def test_sighup_with_an_invalid_file_changes_nothing(
@@ -223,7 +138,7 @@ def test_sighup_with_an_invalid_file_changes_nothing(
             carol.expect(488)
         assert "config reloaded from" not in d.log()
         # the call goes on
-        media_flows(call, ue_media, core_media, seq=1)
+        call.media(ue_media, core_media, seq=1)
         # the refused offers left nothing behind: the one call holds what it held
         st = d.stats()
         assert (st["agw_ports"], st["dialogs"]) == (held["agw_ports"], 1), st
@@ -276,9 +191,11 @@ def test_post_reload_reports_what_applied_what_needs_a_restart_and_errors(
         in_dialog(ue, call.ok, "OPTIONS", 3, d.access_port, uac=True)
         core.reply(core.expect("OPTIONS"), 200, "OK", d.core_port, to_tag="")
         ue.expect(200)
-        media_flows(call, ue_media, core_media, seq=1)
-        note_2a_offer(d, carol, carol_media, "post-reload-note2a")
-        second = e2ae_call_answer(d, carol, core, carol_media, carol_core_media)
+        call.media(ue_media, core_media, seq=1)
+        # carol never registered: a NOTE 2a offer, decided by the new policy
+        second = e2ae_call(
+            d, carol, core, carol_media, carol_core_media, "post-reload-note2a", to_tag="b2"
+        )
 
         rewrite_config(d, "sip: {access: 5}\n")
         status, result = post_reload(d)
@@ -286,8 +203,8 @@ def test_post_reload_reports_what_applied_what_needs_a_restart_and_errors(
         assert str(result["error"]).startswith(f"{d.workdir / 'pcscf.yaml'}: sip.access"), result
         assert (result["applied"], result["restart_needed"]) == ([], [])
         assert d.stats()["reloads"] == {"ok": 1, "error": 1}
-        media_flows(second, carol_media, carol_core_media, seq=1)
-        media_flows(call, ue_media, core_media, seq=2)
+        second.media(carol_media, carol_core_media, seq=1)
+        call.media(ue_media, core_media, seq=2)
 
         in_dialog(carol, second.ok, "BYE", 2, d.access_port, uac=True)
         core.reply(core.expect("BYE"), 200, "OK", d.core_port, to_tag="")

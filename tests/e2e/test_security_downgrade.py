@@ -19,13 +19,12 @@ from tests.e2e.calls_helpers import (
     audio_port,
     b64,
     crypto_lines,
+    e2ae_call,
     in_dialog,
-    invite,
     key_of,
     register,
     rtp_packet,
     srtp_both_ways,
-    srtp_session,
 )
 from tests.e2e.daemon import Daemon
 from tests.e2e.sipua import UdpPeer
@@ -43,37 +42,18 @@ a=sendrecv
 """
 
 
-def e2ae_call(
+def call_up(
     d: Daemon, ue: UdpPeer, core: UdpPeer, rtp_peers: RtpPeers, call_id: str
 ) -> tuple[Any, int, int, bytes]:
     """Register, set up an originating e2ae call and check media both ways. Returns the UE's
     200, the gateway's access and core ports and K12."""
-    ue_media, core_media = rtp_peers
     register(d, ue, core)
-    invite(ue, d, audio_offer(ue_media.port), call_id)
-    inv = core.expect("INVITE")
-    _, agw_core, proto = audio_port(inv.body)
-    assert proto == "RTP/AVP" and b"a=crypto" not in inv.body
-    core.reply(inv, 200, "OK", d.core_port, to_tag="b1",
-               body=PLAIN.format(port=core_media.port, v=2))
-    ok = ue.expect(200)
-    _, agw_access, proto = audio_port(ok.body)
-    assert proto == "RTP/SAVP"
-    (line,) = crypto_lines(ok.body)
-    suite, k12 = key_of(line)
-    assert suite == SUITE80
-    in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
-    # (sequence numbers below `srtp_both_ways`'s: the gateway keeps its crypto context across
-    # the re-INVITE, and its replay check would drop a repeated packet)
-    tx = srtp_session(SUITE80, b64(K11), outbound=True)
-    pkt = rtp_packet(1, ssrc=0x0A0B0C0D, payload=b"before!!" * 5)
-    ue_media.sock.sendto(tx.protect(pkt), ("127.0.0.1", agw_access))
-    assert core_media.recv()[0] == pkt
-    back = rtp_packet(1, ssrc=0x55667788, payload=b"before<-" * 5)
-    core_media.sock.sendto(back, ("127.0.0.1", agw_core))
-    rx = srtp_session(SUITE80, k12, outbound=False)
-    assert rx.unprotect(ue_media.recv()[0]) == back
-    return ok, agw_access, agw_core, k12
+    call = e2ae_call(d, ue, core, *rtp_peers, call_id)
+    assert call.to_ue[0] == SUITE80
+    # (sequence numbers below `srtp_both_ways`'s default: the gateway keeps its crypto context
+    # across the re-INVITE, and its replay check would drop a repeated packet)
+    call.media(*rtp_peers, seq=1)
+    return call.ok, call.agw_access, call.agw_core, call.to_ue[1]
 
 
 def no_ue_key(body: bytes) -> bool:
@@ -86,7 +66,7 @@ def test_default_keep_ue_reinvite_without_indication_stays_e2ae(
     d = daemon
     ue_media, core_media = rtp_peers
     with UdpPeer() as ue, UdpPeer(d.next_hop_port) as core:
-        ok, agw_access, agw_core, k12 = e2ae_call(d, ue, core, rtp_peers, "downgrade-keep")
+        ok, agw_access, agw_core, k12 = call_up(d, ue, core, rtp_peers, "downgrade-keep")
         # the attack: the same SRTP offer, with the UE's key, but no a=3ge2ae:requested
         in_dialog(ue, ok, "INVITE", 2, d.access_port, uac=True,
                   body=audio_offer(ue_media.port, e2ae=None))
@@ -117,7 +97,7 @@ def test_default_keep_ue_reinvite_with_plain_rtp_stays_anchored(
     d = daemon
     ue_media, core_media = rtp_peers
     with UdpPeer() as ue, UdpPeer(d.next_hop_port) as core:
-        ok, agw_access, agw_core, _ = e2ae_call(d, ue, core, rtp_peers, "downgrade-plain")
+        ok, agw_access, agw_core, _ = call_up(d, ue, core, rtp_peers, "downgrade-plain")
         in_dialog(ue, ok, "INVITE", 2, d.access_port, uac=True,
                   body=audio_offer(ue_media.port, proto="RTP/AVP", e2ae=None))
         inv2 = core.expect("INVITE")
@@ -157,7 +137,7 @@ def test_reject_policy_answers_488_and_keeps_the_call(
     d = daemon_factory(policy={"e2ae_downgrade": "reject"})
     ue_media, core_media = rtp_peers
     with UdpPeer() as ue, UdpPeer(d.next_hop_port) as core:
-        ok, agw_access, agw_core, k12 = e2ae_call(d, ue, core, rtp_peers, "downgrade-reject")
+        ok, agw_access, agw_core, k12 = call_up(d, ue, core, rtp_peers, "downgrade-reject")
         ports = d.stats()["agw_ports"]
         in_dialog(ue, ok, "INVITE", 2, d.access_port, uac=True,
                   body=audio_offer(ue_media.port, e2ae=None))
@@ -189,7 +169,7 @@ def test_allow_policy_is_the_old_behaviour(daemon_factory: Any, rtp_peers: RtpPe
     d = daemon_factory(policy={"e2ae_downgrade": "allow"})
     ue_media, _ = rtp_peers
     with UdpPeer() as ue, UdpPeer(d.next_hop_port) as core:
-        ok, _, _, _ = e2ae_call(d, ue, core, rtp_peers, "downgrade-allow")
+        ok, _, _, _ = call_up(d, ue, core, rtp_peers, "downgrade-allow")
         in_dialog(ue, ok, "INVITE", 2, d.access_port, uac=True,
                   body=audio_offer(ue_media.port, e2ae=None))
         inv2 = core.expect("INVITE")

@@ -21,27 +21,14 @@ from tests.e2e.calls_helpers import (
     RtpPeers,
     assert_released,
     audio_offer,
-    audio_port,
     b64,
-    crypto_lines,
-    in_dialog,
+    e2ae_call,
     invite,
-    key_of,
     register,
     rtp_packet,
     srtp_session,
     ue_hangs_up,
 )
-
-PLAIN_ANSWER = """v=0
-o=- 2 2 IN IP4 127.0.0.1
-s=-
-c=IN IP4 127.0.0.1
-t=0 0
-m=audio {port} RTP/AVP 96
-a=rtpmap:96 AMR-WB/16000/1
-a=sendrecv
-"""
 
 
 @pytest.fixture
@@ -70,16 +57,8 @@ def test_core_side_injection_never_reaches_the_ue(
     d, ue, core = peers
     register(d, ue, core)
     ue_media, core_media = rtp_peers
-    invite(ue, d, audio_offer(ue_media.port), "inject-1")
-    inv = core.expect("INVITE")
-    _, agw_core, _ = audio_port(inv.body)
-    core.reply(
-        inv, 200, "OK", d.core_port, to_tag="b1", body=PLAIN_ANSWER.format(port=core_media.port)
-    )
-    ok = ue.expect(200)
-    _, agw_access, _ = audio_port(ok.body)
-    suite, k12 = key_of(crypto_lines(ok.body)[0])
-    in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
+    call = e2ae_call(d, ue, core, ue_media, core_media, "inject-1")
+    ok, agw_access, agw_core, (suite, k12) = call.ok, call.agw_access, call.agw_core, call.to_ue
     # The call works both ways (and the gateway is configured with the core's address).
     tx = srtp_session("AES_CM_128_HMAC_SHA1_80", b64(K11), outbound=True)
     up = rtp_packet(1, payload=b"ue-voice" * 5)

@@ -22,32 +22,18 @@ import pytest
 from pcscf_alg.sip.message import SipMessage
 from tests.e2e.calls_helpers import (
     BOTH,
-    K11,
+    PLAIN_ANSWER,
     RtpPeers,
     assert_released,
     audio_offer,
-    audio_port,
-    b64,
-    crypto_lines,
+    e2ae_call,
     in_dialog,
     invite,
-    key_of,
     register,
-    srtp_both_ways,
     ue_hangs_up,
 )
 from tests.e2e.daemon import Daemon
 from tests.e2e.sipua import UdpPeer, crlf
-
-PLAIN_ANSWER = """v=0
-o=- 2 2 IN IP4 127.0.0.1
-s=-
-c=IN IP4 127.0.0.1
-t=0 0
-m=audio {port} RTP/AVP 96
-a=rtpmap:96 AMR-WB/16000/1
-a=sendrecv
-"""
 
 
 def nothing_arrives(peer: UdpPeer, timeout: float = 1.0) -> None:
@@ -126,26 +112,11 @@ def test_encoded_answer_from_the_core_ends_the_call(peers: Any, rtp_peers: RtpPe
 # ------------------------------------------------------------------------------------ item 7
 
 
-def _e2ae_call(d: Daemon, ue: UdpPeer, core: UdpPeer, rtp_peers: RtpPeers, call_id: str) -> Any:
-    """An originating e2ae call, answered and ACKed; returns (ok at UE, INVITE at core, keys)."""
-    ue_media, core_media = rtp_peers
-    invite(ue, d, audio_offer(ue_media.port), call_id)
-    inv = core.expect("INVITE")
-    _, agw_core, _ = audio_port(inv.body)
-    core.reply(
-        inv, 200, "OK", d.core_port, to_tag="b1", body=PLAIN_ANSWER.format(port=core_media.port)
-    )
-    ok = ue.expect(200)
-    _, agw_access, _ = audio_port(ok.body)
-    in_dialog(ue, ok, "ACK", 1, d.access_port, uac=True)
-    core.expect("ACK")
-    return ok, inv, (agw_access, agw_core, key_of(crypto_lines(ok.body)[0]))
-
-
 def test_in_dialog_requests_from_a_third_party_are_refused(peers: Any, rtp_peers: RtpPeers) -> None:
     d, ue, core = peers
     register(d, ue, core)
-    ok, _, (agw_access, agw_core, to_ue) = _e2ae_call(d, ue, core, rtp_peers, "steal-1")
+    call = e2ae_call(d, ue, core, *rtp_peers, "steal-1")
+    ok = call.ok
     with UdpPeer() as attacker:
         # BYE, re-INVITE and CANCEL-free in-dialog requests with the dialog's exact identifiers
         in_dialog(attacker, ok, "BYE", 5, d.access_port, uac=True)
@@ -164,15 +135,7 @@ def test_in_dialog_requests_from_a_third_party_are_refused(peers: Any, rtp_peers
         in_dialog(attacker, ok, "ACK", 6, d.access_port, uac=True)
         nothing_arrives(core)  # none of it reached the core
     # the call is untouched: media both ways through the gateway, then a normal hang-up
-    ue_media, core_media = rtp_peers
-    srtp_both_ways(
-        ue_media,
-        core_media,
-        agw_access=agw_access,
-        agw_core=agw_core,
-        from_ue=("AES_CM_128_HMAC_SHA1_80", b64(K11)),
-        to_ue=to_ue,
-    )
+    call.media(*rtp_peers)
     st = d.stats()
     assert st["dialogs"] == 1 and st["counters"]["rejected_source"] >= 3
     ue_hangs_up(d, ue, core, ok)
