@@ -316,14 +316,9 @@ class Pcscf:
         its head: nothing else is parsed); a response or an ACK is dropped. Nothing of it is
         forwarded, so nothing we send over UDP exceeds a datagram. Never raises."""
         self.counters.too_large += 1
-        resp = salvage_response(head, 513, new_tag())
-        if resp is None:
-            self.counters.dropped += 1
-            return
-        self.counters.by_status[513] = self.counters.by_status.get(513, 0) + 1
         limit = self.cfg.sip.max_message_bytes
-        resp.headers.add("Warning", self.warning(side, f"message over {limit} bytes"))
-        self._send(side, resp.serialize(), peer)
+        if self._salvage_reply(head, side, peer, 513, f"message over {limit} bytes"):
+            self.counters.by_status[513] = self.counters.by_status.get(513, 0) + 1
 
     def flush(self) -> None:
         """Handle the transaction layers' events, then send what every layer produced.
@@ -1138,13 +1133,19 @@ class Pcscf:
     def _answer_unparseable(self, data: bytes, side: Side, peer: Peer, err: SipParseError) -> None:
         """A malformed request gets 400 when we can still address a response (RFC 3261 §16.3 /
         RFC 4475 §3.1.2); anything else is dropped. Never raises."""
-        resp = salvage_response(data, err.status, new_tag())
+        if self._salvage_reply(data, side, peer, err.status, err.reason):
+            self.counters.responses_400 += 1
+
+    def _salvage_reply(self, data: bytes, side: Side, peer: Peer, status: int, why: str) -> bool:
+        """`status` + Warning to a request known only by its bytes (`salvage_response`);
+        False (counted as dropped) when they hold no addressable request."""
+        resp = salvage_response(data, status, new_tag())
         if resp is None:
             self.counters.dropped += 1
-            return
-        self.counters.responses_400 += 1
-        resp.headers.add("Warning", self.warning(side, err.reason))
+            return False
+        resp.headers.add("Warning", self.warning(side, why))
         self._send(side, resp.serialize(), peer)
+        return True
 
 
 def _contact_norm(uri: str) -> str:

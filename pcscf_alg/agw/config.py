@@ -116,24 +116,11 @@ def _flag(file: str, key: str, value: object) -> bool:
     return value
 
 
-def _stream_cap(file: str, value: object) -> int:
-    key = "agw.max_streams_per_call"
+def _count(file: str, key: str, value: object, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(file, key, "must be an integer")
-    if not 1 <= value <= 1024:
-        # 0 would refuse every anchored call; beyond 1024 one INVITE could again take
-        # thousands of ports, which is what the cap is for.
-        raise ConfigError(file, key, "must be between 1 and 1024")
-    return value
-
-
-def _msrp_pending(file: str, value: object) -> int:
-    key = "agw.msrp_max_pending_connections"
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(file, key, "must be an integer")
-    if not 1 <= value <= 1024:
-        # 0 would refuse even the UE; above 1024 it bounds nothing (one process's fd limit).
-        raise ConfigError(file, key, "must be between 1 and 1024")
+        raise ConfigError(file, f"agw.{key}", "must be an integer")
+    if not lo <= value <= hi:
+        raise ConfigError(file, f"agw.{key}", f"must be between {lo} and {hi}")
     return value
 
 
@@ -163,7 +150,14 @@ def parse_agw_config(section: Mapping[str, Any] | None, file: str) -> AgwConfig:
             file, "tls_handshake_timeout_s", raw["tls_handshake_timeout_s"]
         ),
         msrp_idle_timeout_s=_seconds(file, "msrp_idle_timeout_s", raw["msrp_idle_timeout_s"]),
-        msrp_max_pending_connections=_msrp_pending(file, raw["msrp_max_pending_connections"]),
+        # 0 would refuse even the UE; above 1024 it bounds nothing (one process's fd limit).
+        msrp_max_pending_connections=_count(
+            file, "msrp_max_pending_connections", raw["msrp_max_pending_connections"], 1, 1024
+        ),
         strict_source=_flag(file, "strict_source", raw["strict_source"]),
-        max_streams_per_call=_stream_cap(file, raw["max_streams_per_call"]),
+        # 0 would refuse every anchored call; beyond 1024 one INVITE could again take
+        # thousands of ports, which is what the cap is for.
+        max_streams_per_call=_count(
+            file, "max_streams_per_call", raw["max_streams_per_call"], 1, 1024
+        ),
     )
