@@ -68,14 +68,15 @@ check-config: venv
 # patch).
 CORE_TESTS := tests/unit/sip tests/unit/sdp tests/unit/test_e2ae_engine.py \
 	tests/unit/test_e2ae_examples.py tests/unit/test_e2ae_golden.py \
-	tests/unit/test_e2ae_fastpath.py tests/unit/test_accel.py tests/unit/test_e2ae_downgrade.py
+	tests/unit/test_e2ae_fastpath.py tests/unit/test_accel.py tests/unit/test_e2ae_downgrade.py \
+	tests/unit/test_sip_golden.py
 
 test: accel system-deps
 	$(BIN)/pytest -q -p no:cacheprovider
 	PCSCF_ALG_PURE=1 $(BIN)/pytest -q -p no:cacheprovider $(CORE_TESTS)
 
 lint: venv
-	$(BIN)/ruff check pcscf_alg tests bench
+	$(BIN)/ruff check pcscf_alg tests bench examples
 	$(BIN)/mypy
 
 typecheck: lint
@@ -90,7 +91,7 @@ soak: accel system-deps
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 demo: venv system-deps
-	$(BIN)/python -m pcscf_alg.demo
+	$(BIN)/python -m examples.demo
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache pcscf_alg/_compiled

@@ -23,12 +23,8 @@ from pathlib import Path
 # Runnable from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pcscf_alg.registration import (
-    Flow,
-    InMemoryRegistrationStore,
-    indications_from_mechanisms,
-    register_from_200,
-)
+from pcscf_alg.registrar import indications_from_mechanisms, register_from_200
+from pcscf_alg.registration import Flow, InMemoryRegistrationStore
 from pcscf_alg.sip.secagree import parse_security_header
 
 SECURITY_CLIENT = (

@@ -3,7 +3,7 @@ on the daemon's own event loop (README, design notes: why aiohttp).
 
 | route                 | what                                                                |
 |-----------------------|---------------------------------------------------------------------|
-| `GET /metrics`        | Prometheus text format (`pcscf_alg/metrics.py`, a registry per App) |
+| `GET /metrics`        | Prometheus text format (`pcscf_alg/metrics.py`, a registry per daemon) |
 | `GET /stats`          | JSON counters (the tests and older scripts read it)                 |
 | `GET /registrations`  | JSON list of bindings with their e2ae flags and expiry              |
 | `GET /calls`          | JSON list of active call legs, per stream mode, decision, ports     |
@@ -35,10 +35,9 @@ from typing import TYPE_CHECKING, Any, Final
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pcscf_alg.metrics import new_registry
+from pcscf_alg.metrics import DaemonView, new_registry
 
 if TYPE_CHECKING:
-    from pcscf_alg.app import App
     from pcscf_alg.dialogs import Call
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ _BUSY: Final = (
 
 
 # ------------------------------------------------------------------------------ JSON views
-def stats(app: App) -> dict[str, Any]:
+def stats(app: DaemonView) -> dict[str, Any]:
     p = app.pcscf
     out: dict[str, Any] = {
         "counters": asdict(p.counters),
@@ -66,13 +65,19 @@ def stats(app: App) -> dict[str, Any]:
     }
     if p.calls is not None:
         out.update(p.calls.stats())
+        gw = app.gateway
+        if gw is not None:
+            out["agw_ports"] = len(gw.active_ports())
+            out["agw_contexts"] = len(getattr(gw, "contexts", lambda: ())())
+            # Packet counters summed over all streams (relayed, dropped, rejected_source...).
+            out["agw_media"] = getattr(gw, "media_totals", dict)()
     reloads = getattr(app, "reloads", None)
     if reloads is not None:
         out.setdefault("reloads", dict(reloads))
     return out
 
 
-def registrations(app: App, now: float) -> list[dict[str, Any]]:
+def registrations(app: DaemonView, now: float) -> list[dict[str, Any]]:
     """Bindings with their e2ae flags (no secrets are held in a binding). `now`: the loop
     time the bindings' `expires_at` is on."""
     out = []
@@ -117,7 +122,7 @@ def _endpoint(ep: Any) -> dict[str, Any] | None:
     return {"host": ep.host, "port": ep.port, "rtcp_port": ep.rtcp_port}
 
 
-def _call_view(app: App, call: Call, now: float) -> dict[str, Any]:
+def _call_view(app: DaemonView, call: Call, now: float) -> dict[str, Any]:
     """One call leg, from the decision records: what was done to each stream and why (clause
     or policy rule), the gateway's addresses and packet counters. Keys never enter here."""
     # The dialog whose media the gateway runs, else the confirmed one, else the latest early
@@ -193,7 +198,7 @@ def _call_view(app: App, call: Call, now: float) -> dict[str, Any]:
     }
 
 
-def calls(app: App, now: float) -> list[dict[str, Any]]:
+def calls(app: DaemonView, now: float) -> list[dict[str, Any]]:
     cm = app.pcscf.calls
     if cm is None:
         return []
@@ -259,7 +264,7 @@ class _Busy:
 
 
 class AdminServer:
-    def __init__(self, app: App, host: str, port: int) -> None:
+    def __init__(self, app: DaemonView, host: str, port: int) -> None:
         self.app = app
         self.host = host
         self.port = port

@@ -22,20 +22,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pcscf_alg.calls import CallLayer, Rng
 from pcscf_alg.config import Config
-from pcscf_alg.errors import SipParseError
+from pcscf_alg.effects import (
+    Answer,
+    Forward,
+    ForwardAck,
+    GatewayDone,
+    MediaEffect,
+    Relay,
+    SendRequest,
+)
+from pcscf_alg.errors import RoutingError, SipParseError
 from pcscf_alg.mediaplan import Side
+from pcscf_alg.proxyctx import ProxyCtx
+from pcscf_alg.registrar import Refusal, RegisterCtx, Registrar
 from pcscf_alg.registration import (
     Binding,
-    E2aeIndication,
     Flow,
-    RegistrationError,
     RegistrationStore,
-    check_security_verify,
-    contact_key,
-    expiry_from_200,
-    indications_from_mechanisms,
-    register_from_200,
     terminating_binding,
 )
 from pcscf_alg.sip import transaction as tx
@@ -47,16 +52,11 @@ from pcscf_alg.sip.message import (
     parse_message,
     salvage_response,
 )
-from pcscf_alg.sip.secagree import (
-    SecMechanism,
-    format_mechanisms,
-    parse_security_header,
-    server_mechanisms,
-    strip_option_tags,
-)
+from pcscf_alg.sip.secagree import strip_option_tags
 
 if TYPE_CHECKING:
-    from pcscf_alg.calls import CallManager
+    from pcscf_alg.agw.api import AgwEvent
+    from pcscf_alg.policy.base import Policy
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,6 @@ DEFAULT_MAX_FORWARDS = 70
 TIMER_C = 181.0
 # Distinct Route/Request-URI hosts whose resolution we remember (they come from peers).
 ROUTE_CACHE_SIZE = 4096
-# Source addresses whose failed security agreements we count (a bounded table: an attacker
-# with many addresses evicts old entries rather than growing it).
-SECAGREE_TRACKED = 4096
 ALLOW = "INVITE, ACK, CANCEL, BYE, PRACK, UPDATE, OPTIONS, MESSAGE, REFER, NOTIFY, SUBSCRIBE, INFO"
 
 
@@ -111,40 +108,6 @@ def _other(side: Side) -> Side:
     return Side.CORE if side is Side.ACCESS else Side.ACCESS
 
 
-@dataclass(slots=True)
-class ProxyCtx:
-    """One proxied request: its server transaction upstream and client transaction downstream."""
-
-    server: tx.ServerTransaction
-    in_side: Side
-    out_side: Side
-    request: SipMessage  # the request as forwarded downstream
-    client: tx.ClientTransaction | None = None
-    final_sent: bool = False
-    cancelled: bool = False
-    dest: Peer | None = None
-    # REGISTER bookkeeping (None for other methods)
-    reg: RegisterCtx | None = None
-    # the call leg (calls.py) this request belongs to: the side its initial INVITE came from
-    call_leg: Side | None = None
-    timer_c: float | None = None  # RFC 3261 §16.8 deadline (INVITE after a provisional)
-
-
-@dataclass(slots=True)
-class RegisterCtx:
-    """What a REGISTER told us, kept until its final response arrives."""
-
-    flow: Flow
-    impu: str
-    contacts: list[str]
-    mechanisms: tuple[SecMechanism, ...]
-    flags: E2aeIndication
-    path: str
-    # what the REGISTER asked for, per contact (Contact expires= or Expires), and Contact: *
-    requested: dict[str, int | None] = field(default_factory=dict)
-    wildcard: bool = False
-
-
 @dataclass
 class Counters:
     """Metrics counters (docs/design.md §5: a counter for every decision)."""
@@ -164,6 +127,9 @@ class Counters:
     rejected_source: int = 0
     rejected_encoding: int = 0  # 415: a Content-Encoding on an offer/answer carrier
     secagree_throttled: int = 0  # 503: too many failed security agreements from one address
+    # requests answered 403/404/503 because their target cannot or may not be routed
+    # (errors.RoutingError: unresolvable host, egress not allowed, tel: without a Route)
+    routing_refused: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
 
 
@@ -199,9 +165,11 @@ class Pcscf:
         # its CSeq method, a request has status 0; unknown methods count as "other" so that
         # a sender inventing methods cannot grow this without bound.
         self.messages: dict[tuple[str, str, int], int] = {}
-        self.calls: CallManager | None = None
-        self._sec_server = server_mechanisms(cfg.e2ae.rtp, cfg.e2ae.msrp)
-        self._sec_server_text = format_mechanisms(self._sec_server)
+        self.calls: CallLayer | None = None
+        # Gateway operations and key records the call layer queued, for the edge to run.
+        self._media_out: list[MediaEffect] = []
+        # REGISTER handling; it reads `self.cfg` per request, so a reload reaches it at once.
+        self.registrar = Registrar(registrations, lambda: self.cfg, self.addr[Side.CORE])
         self._hosts: dict[str, str] = {"localhost": "127.0.0.1", **dict(cfg.sip.hosts)}
         self._egress = [ipaddress.ip_network(n) for n in cfg.sip.egress_networks]
         self._core_nets = [ipaddress.ip_network(n) for n in cfg.sip.core_networks]
@@ -209,9 +177,7 @@ class Pcscf:
             {n.version for n in self._core_nets}
         ) == 2
         self._core_src_cache: dict[str, bool] = {}
-        # Failed security agreements per source address: host -> (window start, failures).
-        self._secagree_fail: dict[str, tuple[float, int]] = {}
-        self._route_cache: dict[str, str | SipParseError] = {}
+        self._route_cache: dict[str, str | RoutingError] = {}
         self._route_us: dict[str, bool] = {}
         self.now = 0.0
         # Timer C deadlines, lazily deleted: (deadline, seq, ctx)
@@ -263,9 +229,15 @@ class Pcscf:
             else:
                 self._on_response(msg, side, peer, now)
         except SipParseError as e:
-            # A header we route on was malformed (e.g. Via, Route), or the target cannot be used:
-            # answer requests (400/403/404/503 as the error says), drop responses.
+            # A header we route on was malformed (e.g. Via, Route, a URI): answer requests
+            # (400 or the status the error names), drop responses.
             self.counters.parse_errors += 1
+            if msg.is_request and msg.method != "ACK":
+                self._reply_error(msg, side, peer, e)
+        except RoutingError as e:
+            # A well-formed request whose target we cannot or may not use (RFC 3261 §16.5):
+            # answered 403/404/503 with a Warning, as the error says; not a parse error.
+            self.counters.routing_refused += 1
             if msg.is_request and msg.method != "ACK":
                 self._reply_error(msg, side, peer, e)
         self.flush()
@@ -304,6 +276,7 @@ class Pcscf:
             self.answer(ctx, 408, "Request Timeout", warning="no final response (Timer C)")
             if self.calls is not None:
                 self.calls.on_failed(ctx, now)
+                self._run_call_effects()
 
     def transport_failure(self, side: Side, transport: str, host: str, port: int) -> None:
         """An outgoing connection could not be opened: fail the transactions waiting on it."""
@@ -320,6 +293,94 @@ class Pcscf:
         if self._salvage_reply(head, side, peer, 513, f"message over {limit} bytes"):
             self.counters.by_status[513] = self.counters.by_status.get(513, 0) + 1
 
+    # ------------------------------------------------------------------ the call layer
+    def attach_calls(
+        self,
+        policy: Policy,
+        *,
+        rng: Rng | None = None,
+        anchor_all: bool = False,
+        export_keys: bool = False,
+    ) -> CallLayer:
+        """Hook the call layer in (SDP through the e2ae engine, media through the gateway).
+        Without it the P-CSCF is a pure proxy. `export_keys`: queue LI key records."""
+        kw = {"rng": rng} if rng is not None else {}
+        self.calls = CallLayer(
+            self.reg,
+            policy,
+            ours=self.addr.values(),
+            egress_allowed=self.egress_allowed,
+            anchor_all=anchor_all,
+            export_keys=export_keys,
+            **kw,
+        )
+        return self.calls
+
+    def media_effects(self) -> list[MediaEffect]:
+        """Gateway operations and key records the call layer queued since the last call, in
+        order (`effects.Reserve/Configure/Release/ExportKeys`). The edge runs them and reports
+        each gateway operation's result with `gateway_done`."""
+        out, self._media_out = self._media_out, []
+        return out
+
+    def gateway_done(self, done: GatewayDone, now: float) -> None:
+        """The result of a gateway operation from `media_effects`."""
+        self.now = now
+        if self.calls is not None:
+            self.calls.on_gateway_done(done, now)
+        self.flush()
+
+    def gateway_event(self, ev: AgwEvent, now: float) -> None:
+        """A gateway notification (TLS failure, media timeout...): may end a call."""
+        self.now = now
+        if self.calls is not None:
+            self.calls.on_gateway_event(ev, now)
+        self.flush()
+
+    def sweep_calls(self, now: float) -> int:
+        """End un-anchored calls with no signalling for `dialogs.idle_timeout_s`."""
+        self.now = now
+        if self.calls is None:
+            return 0
+        n = self.calls.sweep(now, self.cfg.dialogs.idle_timeout_s)
+        self.flush()
+        return n
+
+    def _run_call_effects(self) -> bool:
+        """Carry out what the call layer asked for: SIP now, gateway work queued for the edge.
+        Returns whether there was anything."""
+        calls = self.calls
+        if calls is None:
+            return False
+        effects = calls.take_effects()
+        for eff in effects:
+            if isinstance(eff, Forward):
+                self.send_downstream(eff.ctx, self.now)
+            elif isinstance(eff, Relay):
+                self._send_upstream(eff.ctx, eff.resp, self.now)
+            elif isinstance(eff, ForwardAck):
+                self._prepare_forward(eff.msg, eff.side, eff.dest.transport)
+                self.counters.forwarded_requests += 1
+                self._send(eff.side, eff.msg.serialize(), eff.dest)
+            elif isinstance(eff, Answer):
+                self.answer(eff.ctx, eff.status, eff.reason, eff.warning, list(eff.extra) or None)
+            elif isinstance(eff, SendRequest):
+                self._send_own(eff)
+            else:
+                self._media_out.append(eff)
+        return bool(effects)
+
+    def _send_own(self, eff: SendRequest) -> None:
+        try:
+            dest = self.peer_for(eff.next_uri, to_ue=eff.side is Side.ACCESS)
+        except (SipParseError, RoutingError, ValueError) as e:
+            log.info("%s %s: cannot route it: %s", eff.msg.method, eff.msg.call_id, e)
+            return
+        if eff.ack:
+            self.send_own_ack(eff.msg, eff.side, dest)
+        else:
+            self.send_own_request(eff.msg, eff.side, dest)
+
     def flush(self) -> None:
         """Handle the transaction layers' events, then send what every layer produced.
 
@@ -328,7 +389,7 @@ class Pcscf:
         that output must leave now, not with the next message."""
         progressed = True
         while progressed:
-            progressed = False
+            progressed = self._run_call_effects()
             for side, layer in self.layers.items():
                 ev = layer.next_event()
                 while ev is not None:
@@ -475,27 +536,30 @@ class Pcscf:
     def _resolve(self, host: str) -> str:
         """IP literal, `localhost`, or a name from `sip.hosts`. Never DNS: a blocking lookup
         would stall every call on the loop (RFC 3263 resolution belongs in an async resolver).
-        Results (and refusals) are cached: this runs for every routed request."""
+        Results (and refusals, as RoutingError) are cached: this runs for every routed
+        request."""
         hit = self._route_cache.get(host)
         if hit is None:
             hit = self._resolve_uncached(host)
             if len(self._route_cache) >= ROUTE_CACHE_SIZE:
                 self._route_cache.clear()  # hosts come from peers: keep the cache bounded
             self._route_cache[host] = hit
-        if isinstance(hit, SipParseError):
-            raise SipParseError(hit.reason, hit.status)
+        if isinstance(hit, RoutingError):
+            # A fresh instance per request: raising the cached one would chain every
+            # request's traceback onto it.
+            raise RoutingError(hit.reason, hit.status)
         return hit
 
-    def _resolve_uncached(self, host: str) -> str | SipParseError:
+    def _resolve_uncached(self, host: str) -> str | RoutingError:
         h = host.strip("[]").lower()
         ip = self._hosts.get(h)
         if ip is None:
             try:
                 ip = str(ipaddress.ip_address(h))
             except ValueError:
-                return SipParseError(f"cannot resolve {h}", 503)
+                return RoutingError(f"cannot resolve {h}", 503)
         if not self.egress_allowed(ip):
-            return SipParseError(f"destination {ip} not allowed", 403)
+            return RoutingError(f"destination {ip} not allowed", 403)
         return ip
 
     def _from_core_network(self, host: str) -> bool:
@@ -525,12 +589,11 @@ class Pcscf:
     def _peer_for_uri(self, uri_text: str) -> Peer:
         uri = SipUri.parse(NameAddr.parse(uri_text).uri if "<" in uri_text else uri_text)
         if uri.scheme == "tel":
-            raise SipParseError("cannot route a tel: URI without a Route", 404)
-        default_port = 5061 if uri.scheme == "sips" else 5060
+            raise RoutingError("cannot route a tel: URI without a Route", 404)
         tr = uri.transport
         if tr not in ("udp", "tcp"):
             tr = "tcp"
-        return Peer(tr, self._resolve(uri.host), uri.port or default_port)
+        return Peer(tr, self._resolve(uri.host), uri.port or uri.default_port)
 
     def _next_hop_peer(self) -> Peer:
         s = self.cfg.sip
@@ -626,10 +689,12 @@ class Pcscf:
             except Exception:
                 # A bug must not leave the transaction unanswered (it would never end).
                 log.exception("call layer failed on %s", msg.short())
+                self._run_call_effects()
                 self.answer(ctx, 500, "Server Internal Error", warning="media handling failed")
                 return
+            self._run_call_effects()
             if not forward:
-                return  # the call layer answered (e.g. 488) or will forward asynchronously
+                return  # the call layer answered (e.g. 488) or holds it for the gateway
         self.send_downstream(ctx, now)
 
     def send_downstream(self, ctx: ProxyCtx, now: float) -> None:
@@ -707,176 +772,31 @@ class Pcscf:
         if side is not Side.ACCESS:
             self._reply(txn, side, 403, "Forbidden", warning="REGISTER only on the access side")
             return
-        retry = self._secagree_throttled(peer.host, now)
-        if retry is not None:
-            self.counters.secagree_throttled += 1
-            self._reply(
-                txn,
-                side,
-                503,
-                "Service Unavailable",
-                warning="too many failed security agreements from this address",
-                extra=[("Retry-After", str(retry))],
-            )
-            return
-        try:
-            client_mechs = parse_security_header(msg.headers.get_raw_all("security-client"))
-            check_security_verify(self._sec_server, msg.headers.get_raw_all("security-verify"))
-        except SipParseError:
-            self._secagree_failed(peer.host, now)
-            raise  # answered 400 by `receive`
-        except RegistrationError as e:
-            self._secagree_failed(peer.host, now)
-            self._reply(
-                txn,
-                side,
-                e.status,
-                "Security Agreement Required",
-                warning=e.reason,
-                extra=[("Security-Server", self._sec_server_text)] if self._sec_server else None,
-            )
-            return
-        flags = indications_from_mechanisms(client_mechs, self.cfg.e2ae.rtp, self.cfg.e2ae.msrp)
-        to = NameAddr.parse(msg.headers.get("to") or "")
-        req_exp = msg.headers.get("expires")
-        default_req = int(req_exp) if req_exp and req_exp.strip().isdigit() else None
-        contacts: list[str] = []
-        requested: dict[str, int | None] = {}
-        wildcard = False
-        for c in msg.headers.values("contact"):
-            if c.strip() == "*":
-                wildcard = True  # RFC 3261 §10.2.2: remove every binding of the AoR
-                continue
-            na = NameAddr.parse(c)
-            contacts.append(na.uri)
-            exp = na.param("expires")
-            requested[na.uri] = int(exp) if exp and exp.isdigit() else default_req
-        # Towards the core (docs/e2ae-notes.md §1.2 item 4): Path added; the sec-agree material
-        # goes in `_prepare_forward`, as for every request towards the core.
-        self._pop_our_routes(msg)
         dest = self._next_hop_peer()
-        host, port = self.addr[Side.CORE]
-        t = ";transport=tcp" if dest.transport == "tcp" else ""
-        path = f"<sip:term@{host}:{port};lr{t}>"
-        msg.headers.prepend("Path", path)
-        flow = Flow(peer.transport, peer.host, peer.port)
-        reg = RegisterCtx(
-            flow, to.uri, contacts, tuple(client_mechs), flags, path, requested, wildcard
-        )
-        self._forward(txn, msg, side, Side.CORE, dest, now, reg)
-
-    def _secagree_failed(self, host: str, now: float) -> None:
-        """Count a failed security agreement from `host` in its current window."""
-        window = self.cfg.registration.secagree_window_s
-        start, n = self._secagree_fail.get(host, (now, 0))
-        if now - start >= window:
-            start, n = now, 0
-        if host not in self._secagree_fail and len(self._secagree_fail) >= SECAGREE_TRACKED:
-            # Bounded by design: drop windows that are over, else the oldest one.
-            over = [h for h, (t, _) in self._secagree_fail.items() if now - t >= window]
-            for h in over or [min(self._secagree_fail, key=lambda h: self._secagree_fail[h][0])]:
-                del self._secagree_fail[h]
-        self._secagree_fail[host] = (start, n + 1)
-
-    def _secagree_throttled(self, host: str, now: float) -> int | None:
-        """Seconds the REGISTERs of `host` are refused for (Retry-After), or None: after
-        `registration.secagree_max_failures` failed security agreements within
-        `registration.secagree_window_s`, the rest of that window. A UE that retries a 494 at
-        once (Asterisk with duplicated Security-Verify did, 32 rounds in 0.34 s) is told to
-        wait rather than kept in a loop with us."""
-        got = self._secagree_fail.get(host)
-        if got is None:
-            return None
-        start, n = got
-        left = self.cfg.registration.secagree_window_s - (now - start)
-        if left <= 0:
-            del self._secagree_fail[host]
-            return None
-        if n < self.cfg.registration.secagree_max_failures:
-            return None
-        return max(1, int(left + 0.999))
+        # The registrar decides (sec-agree, Path, what to remember until the response); a
+        # malformed Security-Client/-Verify, To or Contact raises SipParseError: 400 by `receive`.
+        got = self.registrar.on_register(msg, peer, dest.transport, now)
+        if isinstance(got, Refusal):
+            if got.throttled:
+                self.counters.secagree_throttled += 1
+            self._reply(txn, side, got.status, got.reason, warning=got.warning, extra=got.extra)
+            return
+        # Towards the core (docs/e2ae-notes.md §1.2 item 4): with our Path; the sec-agree
+        # material goes in `_prepare_forward`, as for every request towards the core.
+        self._pop_our_routes(msg)
+        self._forward(txn, msg, side, Side.CORE, dest, now, got)
 
     def _register_response(self, ctx: ProxyCtx, resp: SipMessage, now: float) -> None:
-        reg = ctx.reg
-        assert reg is not None
-        ok = 200 <= resp.status < 300
-        if self._sec_server and reg.mechanisms and (ok or resp.status in (401, 407, 494)):
-            # RFC 3329 §2.3.1: the server's list answers a client's; a UE that sent no
-            # Security-Client gets none (it would only learn what we support).
-            # docs/e2ae-notes.md §1.2 item 2: Security-Server in the 401 and in the 200.
-            resp.headers.add_after_last("Security-Server", self._sec_server_text, "cseq")
-        if not ok:
-            return
-        if reg.wildcard:
-            for b in self.reg.by_impu(reg.impu):
-                self.reg.remove(b.impu, b.contact)
-            return
-        expires_hdr = resp.headers.get("expires")
-        exp_h = int(expires_hdr) if expires_hdr and expires_hdr.strip().isdigit() else None
-        granted: dict[str, int | None] = {}
-        for c in resp.headers.values("contact"):
-            try:
-                na = NameAddr.parse(c)
-            except SipParseError:
-                continue
-            e = na.param("expires")
-            granted[_contact_norm(na.uri)] = int(e) if e and e.isdigit() else None
-        service_route = resp.headers.values("service-route")
-        associated = []
-        for v in resp.headers.values("p-associated-uri"):
-            try:
-                associated.append(NameAddr.parse(v).uri)
-            except SipParseError:
-                continue
-        for contact in reg.contacts:
-            key = _contact_norm(contact)
-            if granted:
-                # RFC 3261 §10.3 step 8: the 200 lists every current binding with its expiry;
-                # a contact it does not list is not registered.
-                expires = (
-                    expiry_from_200(granted[key], exp_h, self.cfg.registration.default_expires)
-                    if key in granted
-                    else 0
-                )
-            else:
-                # A minimal registrar that lists no Contact: take what the UE asked for.
-                expires = expiry_from_200(
-                    reg.requested.get(contact), exp_h, self.cfg.registration.default_expires
-                )
-            try:
-                self._bind(reg, contact, expires, now, service_route, associated)
-            except (ValueError, SipParseError) as e:
-                # A contact we cannot key (malformed URI): the 200 still goes to the UE.
-                log.info("REGISTER %s: binding not stored: %s", reg.impu, e)
-
-    def _bind(
-        self,
-        reg: RegisterCtx,
-        contact: str,
-        expires: int,
-        now: float,
-        service_route: list[str],
-        associated: list[str],
-    ) -> None:
-        register_from_200(
-            self.reg,
-            impu=reg.impu,
-            contact=contact,
-            flow=reg.flow,
-            flags=reg.flags,
-            expires=expires,
-            now=now,
-            mechanisms=reg.mechanisms,
-            path=[reg.path],
-            service_route=service_route,
-            associated=associated,
-        )
-        self.counters.registrations += 1
+        """A response to a forwarded REGISTER, before it goes upstream: the registrar adds
+        Security-Server and, on a 2xx, writes the bindings (each one counted)."""
+        assert ctx.reg is not None
+        self.counters.registrations += self.registrar.on_response(ctx.reg, resp, now)
 
     def sweep_registrations(self, now: float) -> list[Binding]:
         gone = self.reg.sweep(now)
         if gone and self.calls is not None:
             self.calls.on_bindings_removed(gone, now)
+            self.flush()
         return gone
 
     # ------------------------------------------------------------------ CANCEL
@@ -906,6 +826,7 @@ class Pcscf:
                 self.layers[ictx.out_side].cancel(ictx.client, now)
             if self.calls is not None:
                 self.calls.on_cancelled(ictx, now)
+                self._run_call_effects()
         else:
             self._reply(invite, side, 487, "Request Terminated")
 
@@ -941,6 +862,7 @@ class Pcscf:
             except Exception:
                 log.exception("call layer failed on %s", resp.short())
                 forward = True  # relay it as received rather than lose it
+            self._run_call_effects()
             if not forward:
                 return
         self._send_upstream(ctx, resp, now)
@@ -960,11 +882,6 @@ class Pcscf:
             # RFC 3261 §16.7 step 10 / RFC 6026: a 2xx is always forwarded, even after the
             # transaction sent another final (a 487 when CANCEL raced the answer): statelessly.
             layer.send_stateless(resp, ctx.server.peer)
-
-    def forward_response(self, ctx: ProxyCtx, resp: SipMessage, now: float) -> None:
-        """Send a response upstream that the call layer held back (e.g. a late offer in a 2xx
-        waiting for the gateway's reservation)."""
-        self._send_upstream(ctx, resp, now)
 
     def peer_for(self, uri: str, *, to_ue: bool) -> Peer:
         """Where to send a request for `uri`: towards a UE, over its registered flow (its TCP
@@ -1018,10 +935,12 @@ class Pcscf:
                     self.answer(ctx, 503, "Service Unavailable", warning="next hop unreachable")
                 if self.calls is not None:
                     self.calls.on_failed(ctx, self.now)
+                    self._run_call_effects()
         elif isinstance(ev, tx.ServerTimeout):
             ctx = ev.txn.user_data
             if isinstance(ctx, ProxyCtx) and self.calls is not None:
                 self.calls.on_failed(ctx, self.now)
+                self._run_call_effects()
         elif isinstance(ev, tx.TransactionTerminated):
             ev.txn.user_data = None
 
@@ -1037,10 +956,13 @@ class Pcscf:
         out_side = _other(side)
         try:
             dest = self._target(msg, to_ue=side is Side.CORE)
-        except SipParseError:
-            return
-        if self.calls is not None and not self.calls.on_ack(msg, side, self.now):
-            return
+        except (SipParseError, RoutingError):
+            return  # an ACK is never answered: one we cannot route is dropped
+        if self.calls is not None:
+            forward = self.calls.on_ack(msg, side, dest, self.now)
+            self._run_call_effects()
+            if not forward:
+                return  # dropped, or held until the gateway runs the answer it carries
         self._prepare_forward(msg, out_side, dest.transport)
         self.counters.forwarded_requests += 1
         self._send(out_side, msg.serialize(), dest)
@@ -1098,7 +1020,9 @@ class Pcscf:
         safe = text.replace("\\", "").replace('"', "'").replace("\r", " ").replace("\n", " ")
         return f'399 {host}:{port} "{safe}"'
 
-    def _reply_error(self, msg: SipMessage, side: Side, peer: Peer, err: SipParseError) -> None:
+    def _reply_error(
+        self, msg: SipMessage, side: Side, peer: Peer, err: SipParseError | RoutingError
+    ) -> None:
         """Answer a request that failed while being routed. Inside its server transaction when
         it has one (so retransmissions are absorbed), statelessly otherwise."""
         status = err.status if err.status in REASON_PHRASES else 400
@@ -1146,10 +1070,3 @@ class Pcscf:
         resp.headers.add("Warning", self.warning(side, why))
         self._send(side, resp.serialize(), peer)
         return True
-
-
-def _contact_norm(uri: str) -> str:
-    try:
-        return contact_key(uri)
-    except (ValueError, SipParseError):
-        return uri

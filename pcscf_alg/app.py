@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from pcscf_alg import _accel, sdnotify
+from pcscf_alg.agw.driver import GatewayDriver
 from pcscf_alg.alg import Pcscf
 from pcscf_alg.capture import HepSender, call_id_of
 from pcscf_alg.config import Config, load_config
@@ -51,6 +52,8 @@ class App:
         self._timer_at: float | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.gateway: Any = None
+        # Runs the gateway operations the call layer queues (pcscf_alg/agw/driver.py).
+        self.driver: GatewayDriver | None = None
         self.admin: Any = None
         self.stopped = asyncio.Event()
         # HEP capture (issue 13): one non-blocking UDP socket, created only when configured.
@@ -144,12 +147,41 @@ class App:
         return cap
 
     async def _start_media(self) -> None:
-        """Start the in-process IMS-AGW and the call layer (e2ae), when they are available."""
+        """Start the in-process IMS-AGW, load the policy and the LI sink, and hook the call
+        layer (e2ae) into the proxy core, with the driver that runs its gateway operations."""
+        from pcscf_alg.agw.config import parse_agw_config
+        from pcscf_alg.agw.gateway import InProcessGateway
+        from pcscf_alg.li import load_sink
+        from pcscf_alg.policy import load_policy
+
+        cfg = self.cfg
+        agw_cfg = parse_agw_config(cfg.agw, cfg.file)
+        policy = load_policy(cfg.policy, cfg.file)
+        sink = load_sink(cfg.li, cfg.file)
+        gw = InProcessGateway(agw_cfg)
+        await gw.start()
+        self.gateway = gw
+        self.pcscf.attach_calls(
+            policy, anchor_all=cfg.e2ae.anchor_all, export_keys=sink is not None
+        )
+        self.driver = GatewayDriver(gw, self.pcscf, sink=sink, after=self.kick)
+        gw.set_event_handler(self._on_gateway_event)
+
+    def _on_gateway_event(self, ev: Any) -> None:
         try:
-            from pcscf_alg.calls import setup_calls
-        except ImportError:
-            return
-        self.gateway = await setup_calls(self)
+            self.pcscf.gateway_event(ev, asyncio.get_running_loop().time())
+        except Exception:
+            log.exception("call layer failed on a gateway event")
+        self.kick()
+
+    def kick(self) -> None:
+        """After each step of the core: hand the gateway operations it queued to the driver
+        and keep the timer armed at its next deadline."""
+        if self.driver is not None:
+            effects = self.pcscf.media_effects()
+            if effects:
+                self.driver.run(effects)
+        self.arm_timer()
 
     # ---- IO glue ----
     def _handler(self, side: Side):  # type: ignore[no-untyped-def]
@@ -167,7 +199,7 @@ class App:
             if wire_log.isEnabledFor(logging.DEBUG):
                 _log_wire("received", side, transport, (host, port), local, data)
             pcscf.receive(data, side, Peer(transport, host, port, conn_id), loop.time())
-            self.arm_timer()
+            self.kick()
 
         return on_message
 
@@ -184,7 +216,7 @@ class App:
     def _failure_handler(self, side: Side):  # type: ignore[no-untyped-def]
         def on_failure(transport: str, host: str, port: int) -> None:
             self.pcscf.transport_failure(side, transport, host, port)
-            self.arm_timer()
+            self.kick()
 
         return on_failure
 
@@ -228,7 +260,7 @@ class App:
             self.pcscf.handle_timer(loop.time())
         except Exception:
             log.exception("error in transaction timers")
-        self.arm_timer()
+        self.kick()
 
     async def _sweep_registrations(self) -> None:
         loop = asyncio.get_running_loop()
@@ -239,9 +271,8 @@ class App:
                 gone = self.pcscf.sweep_registrations(now)
                 if gone:
                     log.info("registration expiry removed %d binding(s)", len(gone))
-                if self.pcscf.calls is not None:
-                    self.pcscf.calls.sweep(now, self.cfg.dialogs.idle_timeout_s)
-                self.arm_timer()
+                self.pcscf.sweep_calls(now)
+                self.kick()
             except Exception:
                 log.exception("error sweeping registrations")
 
@@ -335,8 +366,13 @@ class App:
                     policy if any(k.startswith("policy.") for k in changed) else calls.policy,
                     anchor_all=plan.config.e2ae.anchor_all,
                 )
-            if li_changed:
-                old_sink = calls.set_li(new_sink)
+            if li_changed and self.driver is not None:
+                # Key records from now on go to the new sink (None: none are exported), also
+                # those of calls in progress (a new answer, a re-key).
+                old_sink, self.driver.sink = self.driver.sink, new_sink
+                calls.export_keys = new_sink is not None
+            elif li_changed:
+                old_sink = new_sink  # no gateway driver: nothing would ever use it
         else:
             old_sink = new_sink  # no call layer: nothing would ever use it
         if agw_cfg is not None and self.gateway is not None:
@@ -376,6 +412,8 @@ class App:
             await self.admin.stop()
         for t in self.transports.values():
             await t.close()
+        if self.driver is not None:
+            await self.driver.close()
         if self.gateway is not None:
             with contextlib.suppress(Exception):
                 await self.gateway.close()

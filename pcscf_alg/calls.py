@@ -5,27 +5,42 @@ engine and the IMS-AGW (TS 33.328 7.2.1 and 7.3.1, docs/e2ae-notes.md §3.3).
   (7.2.1), from core = terminating (7.3.1), whatever the carrier: INVITE/2xx/ACK (late offer),
   reliable 18x/PRACK, UPDATE, re-INVITE.
 - The gateway is reserved before an offer is forwarded (its addresses go into the offer), and
-  configured from the answer's media plan. Gateway operations of one call run in order.
+  configured from the answer's media plan *before the answer is forwarded*: a reserve or
+  configure the gateway refuses is answered 488 (for an answer in a 2xx: 488 upstream, ACK +
+  BYE to the answerer) before any 2xx leaves (the contract of `agw.api.AccessGateway.configure`).
 - Forking: each early dialog (callee tag) gets its own answer rewrite and state; the gateway
   context is shared and follows the latest answer, and collapses to the confirmed dialog.
 - Every ending releases the gateway context: BYE either way, CANCEL, final errors, 488,
   transaction timeouts, gateway events (TLS failure, media timeout: BYE both ways), expiry of the
   UE's registration.
+
+Sans-IO (issue 12, in the manner of aioquic's `QuicConnection`): `CallLayer` is told of SIP
+messages (by the proxy core, with the request's `ProxyCtx` and the side it came from), of
+gateway results (`on_gateway_done`), gateway events and timers, always with the current time.
+It answers "forward this message now" or not, and queues everything else it wants done as
+effects (`pcscf_alg.effects`), drained with `take_effects()`. No asyncio, no sockets, no gateway
+calls and no clock in here: the proxy core carries out the SIP effects, and the edge
+(`agw.driver.GatewayDriver`) runs the gateway operations and reports their results back.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
 import secrets
-import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from pcscf_alg import e2ae
-from pcscf_alg.agw.api import AccessGateway, AgwEvent, MediaTimeout, TlsEstablished, TlsFailed
+from pcscf_alg.agw.api import AgwEvent, MediaTimeout, TlsEstablished, TlsFailed
+from pcscf_alg.callstats import (
+    DecisionCounts,
+    OfferLatency,
+    count_decisions,
+    count_fast_path,
+    count_refused_offer,
+)
 from pcscf_alg.dialogs import (
     Call,
     Dialog,
@@ -36,30 +51,34 @@ from pcscf_alg.dialogs import (
     learn_from_response,
 )
 from pcscf_alg.e2ae import AnswerResult, E2aeFlags, OfferPlan, OfferState
-from pcscf_alg.errors import GatewayError, SdpError
-from pcscf_alg.li import KeyRecord, KeySink
-from pcscf_alg.mediaplan import Direction, MediaPlan, Side, StreamMode
-from pcscf_alg.metrics import (
-    DecisionCounts,
-    OfferLatency,
-    count_decisions,
-    count_fast_path,
-    count_refused_offer,
+from pcscf_alg.effects import (
+    Answer,
+    Configure,
+    ExportKeys,
+    Forward,
+    ForwardAck,
+    GatewayDone,
+    Relay,
+    Release,
+    Reserve,
+    SendRequest,
 )
+from pcscf_alg.errors import SdpError, SipParseError
+from pcscf_alg.li import KeyRecord
+from pcscf_alg.mediaplan import Direction, MediaPlan, Side, StreamMode
 from pcscf_alg.policy.base import Policy
-from pcscf_alg.registration import Binding, Flow
+from pcscf_alg.proxyctx import Peer, ProxyCtx
+from pcscf_alg.registration import Binding, Flow, RegistrationStore, terminating_binding
 from pcscf_alg.sip.body import BodyError, check_readable, is_multipart, locate_sdp, replace_sdp
 from pcscf_alg.sip.headers import NameAddr, header_tag
 from pcscf_alg.sip.message import SipMessage
 
-if TYPE_CHECKING:
-    from pcscf_alg.alg import Pcscf, ProxyCtx
-    from pcscf_alg.app import App
-    from pcscf_alg.sip.transaction import Peer
-
 log = logging.getLogger(__name__)
 
 Rng = Callable[[int], bytes]
+Effect = (
+    Forward | Relay | ForwardAck | Answer | SendRequest | Reserve | Configure | Release | ExportKeys
+)
 
 
 def _sdp_body(msg: SipMessage, *, strict: bool = False) -> bytes | None:
@@ -134,30 +153,91 @@ class CallCounters:
     teardown_bye: int = 0
     e2ae_streams: int = 0
     gateway_events: int = 0
+    # gateway operations refused (reserve: 488 to the offer; configure: 488 to the answer, or
+    # the call ended when nothing is left to answer)
+    gateway_errors: int = 0
 
 
-class CallManager:
-    """Hooks the proxy calls (see `alg.Pcscf`): each returns True to forward now, False when it
-    answered itself or will forward once the gateway has done its part."""
+# ------------------------------------------------------------------ what a gateway op awaits
+
+
+@dataclass(slots=True)
+class _ReserveWait:
+    """An offer held until the gateway has reserved its streams (their addresses go in it)."""
+
+    call: Call
+    dialog: Dialog | None
+    ctx: ProxyCtx
+    resp: SipMessage | None  # the response carrying the offer; None: the request does
+    side: Side
+    plan: OfferPlan
+    cache_key: tuple[str, bytes]
+    carrier: str
+    cseq: int
+    direction: Direction
+    body: bytes
+    arrived: float
+
+
+@dataclass(slots=True)
+class _Hold:
+    """A message carrying an answer, held until the gateway has applied the answer's plan."""
+
+    call: Call
+    dialog: Dialog
+    ops: set[int]
+    release: Forward | Relay | ForwardAck  # what goes out once every op is done
+    ctx: ProxyCtx | None  # the request to answer 488 on failure (None: an ACK)
+    resp: SipMessage | None  # a response: on failure 488 upstream, ACK + BYE to its sender
+    # retransmissions of a held response are dropped while it waits: (context, dialog, carrier)
+    key: tuple[str, str, str] | None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class _ConfigureWait:
+    """A configure no message waits for (a fork's dialog confirmed by a 2xx without SDP waits:
+    see `_Hold`; this is e.g. the plan of a dialog re-applied by itself)."""
+
+    call: Call
+    dialog: Dialog
+
+
+@dataclass(slots=True)
+class _ReleaseWait:
+    call: Call
+
+
+_Wait = _ReserveWait | _ConfigureWait | _Hold | _ReleaseWait
+
+
+class CallLayer:
+    """The call layer's state machine. The proxy core calls `on_request`, `on_response`,
+    `on_ack` (each returns True to forward the message now, False when it answered itself or
+    holds the message for the gateway), `on_cancelled`, `on_failed`; the edge feeds
+    `on_gateway_done` and `on_gateway_event`; timers reach it as `sweep` and
+    `on_bindings_removed`. After each, `take_effects()` returns what it asked for, in order."""
 
     def __init__(
         self,
-        pcscf: Pcscf,
-        gateway: AccessGateway,
+        registrations: RegistrationStore,
         policy: Policy,
-        kick: Callable[[], None],
         *,
+        ours: Iterable[tuple[str, int]],
+        egress_allowed: Callable[[str], bool],
         rng: Rng = secrets.token_bytes,
         anchor_all: bool = False,
-        li: KeySink | None = None,
+        export_keys: bool = False,
     ) -> None:
-        self.pcscf = pcscf
-        self.gateway = gateway
+        self.reg = registrations
         self.policy = policy
-        self.kick = kick
+        # Our listeners' addresses: the Record-Route entries that are ours (BYE route sets).
+        self.ours = set(ours)
+        self.egress_allowed = egress_allowed
         self.rng = rng
         self.anchor_all = anchor_all
-        self.li = li
+        # LI (TS 33.107 Annex G): queue `ExportKeys` for the edge's key sink.
+        self.export_keys = export_keys
         # Keyed by Call-ID *and leg*: when both UEs are behind this P-CSCF the same Call-ID
         # crosses it twice (originating leg access->core, terminating leg core->access). A leg
         # is named by the side its initial INVITE came from.
@@ -170,8 +250,27 @@ class CallManager:
         self.decisions: DecisionCounts = {}
         self.tls: dict[tuple[str, str, str], int] = {}
         self.offer_latency = OfferLatency()
-        self._chains: dict[str, asyncio.Future[Any]] = {}
-        gateway.set_event_handler(self.on_gateway_event)
+        self._effects: list[Effect] = []
+        self._next_op = 0
+        self._waits: dict[int, _Wait] = {}
+        self._holds: dict[tuple[str, str, str], _Hold] = {}
+        # Configure ops queued while one message is handled (that message waits for them).
+        self._configuring: list[int] | None = None
+
+    # ------------------------------------------------------------------ effects
+    def take_effects(self) -> list[Effect]:
+        """What the layer asked for since the last call, in order."""
+        out, self._effects = self._effects, []
+        return out
+
+    def _op(self, wait: _Wait) -> int:
+        self._next_op += 1
+        self._waits[self._next_op] = wait
+        return self._next_op
+
+    def pending_ops(self) -> int:
+        """Gateway operations queued and not yet reported done."""
+        return len(self._waits)
 
     # ------------------------------------------------------------------ live reload
     def set_policy(self, policy: Policy, *, anchor_all: bool) -> None:
@@ -182,55 +281,30 @@ class CallManager:
         self.policy = policy
         self.anchor_all = anchor_all
 
-    def set_li(self, sink: KeySink | None) -> KeySink | None:
-        """Live reload: key records from now on go to `sink` (None: none are exported), also
-        those of calls in progress (a new answer, a re-key). Returns the previous sink, which
-        the caller closes."""
-        old, self.li = self.li, sink
-        return old
-
-    # ------------------------------------------------------------------ gateway sequencing
-    def _run(self, call: Call, op: Callable[[], Awaitable[None]]) -> None:
-        """Run a gateway operation after the call's previous ones (reserve before configure...)."""
-        prev = self._chains.get(call.context_id)
-
-        async def runner() -> None:
-            if prev is not None and not prev.done():
-                with contextlib.suppress(Exception):  # already logged by its own runner
-                    await prev
-            try:
-                await op()
-            except Exception:
-                log.exception("call %s: gateway operation failed", call.call_id)
-            finally:
-                self.kick()
-
-        fut = asyncio.ensure_future(runner())
-        self._chains[call.context_id] = fut
-        context_id = call.context_id
-        fut.add_done_callback(lambda f: self._chain_done(context_id, f))
-
-    def _chain_done(self, context_id: str, fut: asyncio.Future[Any]) -> None:
-        if self._chains.get(context_id) is fut:
-            del self._chains[context_id]
-
     # ------------------------------------------------------------------ identity and flags
-    def _flags_for(self, binding: Binding | None) -> E2aeFlags:
+    @staticmethod
+    def _flags_for(binding: Binding | None) -> E2aeFlags:
         if binding is None:
             return e2ae.NO_E2AE
         f = binding.flags
         return E2aeFlags(f.ue_rtp, f.ue_msrp, f.net_rtp, f.net_msrp)
 
-    def _new_call(self, ctx: ProxyCtx, msg: SipMessage) -> Call:
+    def _terminating_binding(self, ruri: str) -> Binding | None:
+        try:
+            return terminating_binding(self.reg, ruri)
+        except (ValueError, SipParseError):
+            return None
+
+    def _new_call(self, ctx: ProxyCtx, msg: SipMessage, now: float) -> Call:
         binding: Binding | None
         if ctx.in_side is Side.ACCESS:
             peer = ctx.server.peer
             try:
-                binding = self.pcscf.reg.by_flow(Flow(peer.transport, peer.host, peer.port))
+                binding = self.reg.by_flow(Flow(peer.transport, peer.host, peer.port))
             except ValueError:
                 binding = None
         else:
-            binding = self.pcscf._terminating_binding(msg.uri or "")
+            binding = self._terminating_binding(msg.uri or "")
         ue_peer = ctx.server.peer if ctx.in_side is Side.ACCESS else ctx.dest
         try:
             ue_flow = (
@@ -259,8 +333,8 @@ class CallManager:
             context_id=f"{msg.call_id}/{ctx.in_side.value}",
             ue_flow=ue_flow,
             caller_cseq=msg.cseq[0],
-            last_activity=self.pcscf.now,
-            started_at=self.pcscf.now,
+            last_activity=now,
+            started_at=now,
         )
         if binding is not None:
             binding.call_ids.add(call.call_id)
@@ -299,11 +373,19 @@ class CallManager:
             return True
         key = call.ue_binding_key
         if key is not None:
-            b = self.pcscf.reg.by_flow(flow, key[0])
+            b = self.reg.by_flow(flow, key[0])
             return b is not None and (b.impu, b.contact) == key
         return False
 
     def on_request(self, ctx: ProxyCtx, msg: SipMessage, now: float) -> bool:
+        self._configuring = []
+        try:
+            forward = self._on_request(ctx, msg, now)
+            return self._hold_if_configuring(forward, ctx, None, Forward(ctx))
+        finally:
+            self._configuring = None
+
+    def _on_request(self, ctx: ProxyCtx, msg: SipMessage, now: float) -> bool:
         method = msg.method or ""
         initial = self._is_initial(msg)
         call = None if initial else self._leg(msg, ctx.in_side)
@@ -324,27 +406,29 @@ class CallManager:
             log.info("%s refused: %s", method, e.reason)
             if e.status == 415:
                 # RFC 3261 §21.4.13 / §20.2: name what we accept.
-                self.pcscf.answer(
-                    ctx,
-                    415,
-                    "Unsupported Media Type",
-                    e.reason,
-                    extra=[("Accept-Encoding", "identity")],
+                self._effects.append(
+                    Answer(
+                        ctx,
+                        415,
+                        "Unsupported Media Type",
+                        e.reason,
+                        (("Accept-Encoding", "identity"),),
+                    )
                 )
             else:
                 reason = "Bad Request" if e.status == 400 else "Not Acceptable Here"
-                self.pcscf.answer(ctx, e.status, reason, e.reason)
+                self._effects.append(Answer(ctx, e.status, reason, e.reason))
             return False  # before any call state: nothing to release
         if method == "INVITE" and initial and body is None:
             # Late offer: remember the call; the offer will come in a response.
-            self._new_call(ctx, msg)
+            self._new_call(ctx, msg, now)
             return True
         if body is None or method not in ("INVITE", "UPDATE", "PRACK"):
             return True
         if call is None:
             if method != "INVITE" or not initial:
                 return True  # not a call we anchor (e.g. a dialog we never saw): pass through
-            call = self._new_call(ctx, msg)
+            call = self._new_call(ctx, msg, now)
         tag = callee_tag_of(call, msg, ctx.in_side, is_response=False)
         dialog = call.dialogs.get(tag) if tag else None
         pending = dialog.pending if dialog is not None else call.pending
@@ -355,23 +439,26 @@ class CallManager:
             return self._answer_in_request(call, dialog, pending, msg, ctx.in_side)
         previous = dialog.answer if dialog is not None else None
         return self._offer(
-            call,
-            dialog,
-            msg,
-            ctx.in_side,
-            method,
-            msg.cseq[0],
-            previous,
-            on_ready=lambda: self.pcscf.send_downstream(ctx, self.pcscf.now),
-            on_reject=lambda st, r, w: self.pcscf.answer(ctx, st, r, w),
+            call, dialog, ctx, msg, None, ctx.in_side, method, msg.cseq[0], previous, now
         )
 
     @staticmethod
     def _is_initial(msg: SipMessage) -> bool:
         return header_tag(msg.headers.get("to")) is None
 
-    def on_ack(self, msg: SipMessage, side: Side, now: float) -> bool:
-        """ACK for a 2xx: carries the answer to a late offer made in that 2xx."""
+    def on_ack(self, msg: SipMessage, side: Side, dest: Peer, now: float) -> bool:
+        """ACK for a 2xx, going to `dest` on the other side: carries the answer to a late offer
+        made in that 2xx."""
+        self._configuring = []
+        try:
+            forward = self._on_ack(msg, side, now)
+            return self._hold_if_configuring(
+                forward, None, None, ForwardAck(msg, _other(side), dest)
+            )
+        finally:
+            self._configuring = None
+
+    def _on_ack(self, msg: SipMessage, side: Side, now: float) -> bool:
         call = self._leg(msg, side)
         if call is not None:
             call.last_activity = now
@@ -413,7 +500,7 @@ class CallManager:
             return True
         try:
             res = self._apply_answer(pending.state, body, d.answer)
-        except (SdpError, GatewayError) as e:
+        except SdpError as e:
             log.info("call %s: bad answer in %s: %s", call.call_id, msg.method, e)
             self.teardown(call, f"bad SDP answer: {e}")
             return False
@@ -422,20 +509,44 @@ class CallManager:
         _set_body(msg, res.sdp)
         return True
 
+    def _hold_if_configuring(
+        self,
+        forward: bool,
+        ctx: ProxyCtx | None,
+        resp: SipMessage | None,
+        release: Forward | Relay | ForwardAck,
+        key: tuple[str, str, str] | None = None,
+    ) -> bool:
+        """A message that would go on now but made the call layer configure the gateway waits
+        for it (the gateway API's contract: a configure failure is answered 488 before any
+        2xx leaves, and no answer goes out for media the gateway does not run)."""
+        ops = self._configuring
+        if not forward or not ops:
+            return forward
+        first = self._waits[ops[0]]
+        assert isinstance(first, _ConfigureWait)
+        hold = _Hold(first.call, first.dialog, set(ops), release, ctx, resp, key)
+        for op in ops:
+            self._waits[op] = hold
+        if key is not None:
+            self._holds[key] = hold
+        return False
+
     # ------------------------------------------------------------------ offers
     def _offer(
         self,
         call: Call,
         dialog: Dialog | None,
+        ctx: ProxyCtx,
         msg: SipMessage,
+        resp: SipMessage | None,
         side: Side,
         carrier: str,
         cseq: int,
         previous: AnswerResult | None,
-        *,
-        on_ready: Callable[[], None],
-        on_reject: Callable[[int, str, str], None],
+        now: float,
     ) -> bool:
+        """An offer in `msg` (the request of `ctx`, or its response `resp`) from `side`."""
         body = _sdp_body(msg)
         assert body is not None
         cache_key = (f"offer:{carrier}:{cseq}:{side.value}", body)
@@ -474,74 +585,61 @@ class CallManager:
             self.counters.rejected_488 += 1
             count_refused_offer(self.decisions, direction.value, body)
             log.info("call %s: 488 on %s offer: %s", call.call_id, carrier, e.reason)
-            on_reject(488, "Not Acceptable Here", e.reason)
+            self._reject_offer(call, dialog, ctx, resp, e.reason)
             if not call.reserved and not call.dialogs:
                 self._forget(call)
             return False
-
-        def finish(reservations: dict[int, Any]) -> None:
-            res = e2ae.apply_offer(plan, reservations, self.rng)
-            pending = PendingOffer(res.state, side, carrier, cseq)
-            if dialog is None:
-                call.pending = pending
-            else:
-                dialog.pending = pending
-                dialog.rewritten[cache_key] = res.sdp
-            for dec in res.decisions:
-                _log_decision(call, None, "offer", dec)
-            count_decisions(self.decisions, direction.value, res.decisions)
-            _set_body(msg, res.sdp)
-
+        wait = _ReserveWait(
+            call, dialog, ctx, resp, side, plan, cache_key, carrier, cseq, direction, body, now
+        )
         if not plan.requests:
-            finish({})
+            self._finish_offer(wait, {})
             self.offer_latency.observe_zero()  # forwarded in the step it arrived
             return True
-        # Arrival to forwarding, for /metrics: the reservation and what is queued before it.
-        arrived = time.monotonic()
-
-        async def reserve() -> None:
-            if call.ended:
-                return
-            try:
-                got = await self.gateway.reserve(call.context_id, plan.requests)
-                call.reserved = True
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug(
-                        "call %s leg=%s: gateway reserved %s",
-                        call.call_id,
-                        _leg_name(call),
-                        ", ".join(
-                            f"m[{r.index}] {r.kind.value} access {r.access.host}:{r.access.port}"
-                            f" core {r.core.host}:{r.core.port}"
-                            for r in got
-                        ),
-                        extra={"call_id": call.call_id, "leg": _leg_name(call)},
-                    )
-                finish({r.index: r for r in got})
-            except (GatewayError, SdpError) as e:
-                reason = getattr(e, "reason", str(e))
-                log.info("call %s: gateway refused the offer: %s", call.call_id, reason)
-                self.counters.rejected_488 += 1
-                count_refused_offer(self.decisions, direction.value, body)
-                on_reject(488, "Not Acceptable Here", f"media gateway: {reason}")
-                if not call.dialogs:
-                    await self._release(call)
-                    self._forget(call)
-                return
-            if call.ended:
-                return
-            on_ready()
-            self.offer_latency.observe(time.monotonic() - arrived)
-
-        self._run(call, reserve)
+        # The context exists for the gateway from this operation on (operations of a context
+        # run in order): an ending before the result releases it after the reservation.
+        call.reserved = True
+        self._effects.append(Reserve(self._op(wait), call.context_id, tuple(plan.requests)))
         return False
+
+    def _finish_offer(self, w: _ReserveWait, reservations: dict[int, Any]) -> None:
+        res = e2ae.apply_offer(w.plan, reservations, self.rng)
+        pending = PendingOffer(res.state, w.side, w.carrier, w.cseq)
+        msg = w.resp if w.resp is not None else w.ctx.request
+        if w.dialog is None:
+            w.call.pending = pending
+        else:
+            w.dialog.pending = pending
+            w.dialog.rewritten[w.cache_key] = res.sdp
+        for dec in res.decisions:
+            _log_decision(w.call, None, "offer", dec)
+        count_decisions(self.decisions, w.direction.value, res.decisions)
+        _set_body(msg, res.sdp)
+
+    def _reject_offer(
+        self,
+        call: Call,
+        dialog: Dialog | None,
+        ctx: ProxyCtx,
+        resp: SipMessage | None,
+        warning: str,
+    ) -> None:
+        """488 for an offer we cannot take. An offer in a request: its sender gets the 488. An
+        offer in a response (late offer): a provisional is dropped; a 2xx gets the offerer's
+        peer 488 and its sender ACK + BYE."""
+        if resp is None:
+            self._effects.append(Answer(ctx, 488, "Not Acceptable Here", warning))
+        elif resp.status >= 200 and dialog is not None:
+            self._effects.append(Answer(ctx, 488, "Not Acceptable Here", warning))
+            self._send_ack_and_bye(call, dialog, ctx, resp)
+            self._end(call, "bad offer in response")
 
     def _check_addresses(self, plan: OfferPlan) -> None:
         """Media addresses must be ones we may send to (the SIP egress allow-list)."""
         for so in plan.streams:
             ep = so.offerer
             anchored = so.mode.value in ("e2ae", "pass")
-            if ep is not None and anchored and not self.pcscf.egress_allowed(ep.host):
+            if ep is not None and anchored and not self.egress_allowed(ep.host):
                 raise SdpError(f"media address {ep.host} not allowed")
 
     def _apply_answer(
@@ -560,7 +658,7 @@ class CallManager:
         for dec in res.decisions:
             _log_decision(call, d.callee_tag, "answer", dec)
         self.counters.e2ae_streams += sum(1 for s in res.plan.streams if s.mode.value == "e2ae")
-        if self.li is not None:
+        if self.export_keys:
             self._export_keys(call, d, res.plan)
         if call.reserved:
             self._configure(call, d, res)
@@ -569,7 +667,6 @@ class CallManager:
         """TS 33.107 Annex G (docs/e2ae-notes.md §3.4): the SDES keys of this dialog's e2ae RTP
         streams to the LI functions, once per new key pair (re-answers that keep the keys send
         none)."""
-        assert self.li is not None
         for s in plan.streams:
             if s.mode is not StreamMode.E2AE or s.rx_key is None or s.tx_key is None:
                 continue
@@ -579,24 +676,15 @@ class CallManager:
             d.li_delivered[s.index] = pair
             record = KeyRecord(
                 call.call_id,
-                "originating" if call.caller_side is Side.ACCESS else "terminating",
+                _leg_name(call),
                 d.callee_tag,
                 call.subscriber,
                 s.index,
                 s.rx_key,
                 s.tx_key,
-                time.time(),
+                0.0,  # wall clock: stamped by the edge (effects.ExportKeys)
             )
-            try:
-                self.li.deliver(record)
-            except Exception as e:  # a sink's failure must not fail the call
-                # Only the exception's type: its text or traceback could carry the record.
-                log.error(
-                    "call %s: LI key sink failed for stream %d (%s)",
-                    call.call_id,
-                    s.index,
-                    type(e).__name__,
-                )
+            self._effects.append(ExportKeys(record))
 
     def _configure(self, call: Call, d: Dialog, res: AnswerResult) -> None:
         call.active_tag = d.callee_tag
@@ -611,18 +699,37 @@ class CallManager:
                 ", ".join(f"m[{sp.index}] {sp.kind.value} {sp.mode.value}" for sp in plan.streams),
                 extra={"call_id": call.call_id, "leg": _leg_name(call), "dialog": d.callee_tag},
             )
-        self._run(call, lambda: self.gateway.configure(call.context_id, plan))
+        op = self._op(_ConfigureWait(call, d))
+        if self._configuring is not None:
+            self._configuring.append(op)  # the message being handled waits for it
+        self._effects.append(Configure(op, call.context_id, plan))
 
     # ------------------------------------------------------------------ responses
     def on_response(self, ctx: ProxyCtx, resp: SipMessage, now: float) -> bool:
-        method = ctx.request.method or ""
         call = self._ctx_call(ctx)
         if call is None:
             return True
+        self._configuring = []
+        try:
+            hold_key: list[tuple[str, str, str]] = []
+            forward = self._on_response(ctx, call, resp, now, hold_key)
+            return self._hold_if_configuring(
+                forward, ctx, resp, Relay(ctx, resp), hold_key[0] if hold_key else None
+            )
+        finally:
+            self._configuring = None
+
+    def _on_response(
+        self,
+        ctx: ProxyCtx,
+        call: Call,
+        resp: SipMessage,
+        now: float,
+        hold_key: list[tuple[str, str, str]],
+    ) -> bool:
+        method = ctx.request.method or ""
         call.last_activity = now
         status = resp.status
-        if method == "BYE":
-            return True
         if method not in ("INVITE", "UPDATE", "PRACK"):
             return True
         from_side = ctx.out_side  # the response arrives from where the request went
@@ -639,11 +746,15 @@ class CallManager:
             return True
         if tag is None:
             return True
+        key = (call.context_id, tag, f"{method}:{resp.cseq[0]}:{status // 100}")
+        if key in self._holds:
+            return False  # a retransmission of a response held for the gateway: it follows
+        hold_key.append(key)
         d = call.dialog(tag)
         if initial and (status >= 200 or resp.headers.get("rseq") is not None or _sdp_body(resp)):
             learn_from_response(d, resp)
         confirm = initial and 200 <= status < 300
-        forward = self._response_sdp(ctx, call, d, resp, method, status, from_side, initial)
+        forward = self._response_sdp(ctx, call, d, resp, method, status, from_side, initial, now)
         if confirm and not call.ended:
             self._confirm(call, d)
         return forward
@@ -658,13 +769,14 @@ class CallManager:
         status: int,
         from_side: Side,
         initial: bool,
+        now: float,
     ) -> bool:
         try:
             body = _sdp_body(resp, strict=True)
         except BodyError as e:
             # An answer or offer we cannot read is not forwarded (issue 11 item 3): a
             # provisional is dropped, a 2xx gets the offerer 488 and the answerer ACK + BYE.
-            return self._bad_answer(ctx, call, d, resp, e)
+            return self._bad_answer(ctx, call, d, resp, e.reason)
         if body is None:
             return True
         pending = d.pending if (d.pending is not None and not initial) else None
@@ -686,8 +798,8 @@ class CallManager:
                 return True
             try:
                 res = self._apply_answer(pending.state, body, d.answer)
-            except (SdpError, GatewayError) as e:
-                return self._bad_answer(ctx, call, d, resp, e)
+            except SdpError as e:
+                return self._bad_answer(ctx, call, d, resp, e.reason)
             if pending is d.pending:
                 d.pending = None
             self._answered(call, d, res)
@@ -697,15 +809,7 @@ class CallManager:
         # An offer in a response (late offer: INVITE without SDP, offer in 18x/2xx)
         carrier = f"{method}-{status}"
         return self._offer(
-            call,
-            d,
-            resp,
-            from_side,
-            carrier,
-            resp.cseq[0],
-            d.answer,
-            on_ready=lambda: self.pcscf.forward_response(ctx, resp, self.pcscf.now),
-            on_reject=lambda st, r, w: self._reject_response_offer(ctx, call, d, resp, w),
+            call, d, ctx, resp, resp, from_side, carrier, resp.cseq[0], d.answer, now
         )
 
     def _confirm(self, call: Call, d: Dialog) -> None:
@@ -723,25 +827,94 @@ class CallManager:
         call.pending = None
 
     def _bad_answer(
-        self, ctx: ProxyCtx, call: Call, d: Dialog, resp: SipMessage, err: Exception
+        self, ctx: ProxyCtx, call: Call, d: Dialog, resp: SipMessage, reason: str
     ) -> bool:
-        reason = getattr(err, "reason", str(err))
         log.info("call %s: bad SDP answer in %d: %s", call.call_id, resp.status, reason)
         if resp.status < 200:
             return False  # drop the provisional; the final answer may still be good
         # A 2xx with an unusable answer: the offerer gets 488, the answerer ACK + BYE.
-        self.pcscf.answer(ctx, 488, "Not Acceptable Here", f"bad SDP answer: {reason}")
+        self._effects.append(Answer(ctx, 488, "Not Acceptable Here", f"bad SDP answer: {reason}"))
         self._send_ack_and_bye(call, d, ctx, resp)
         self._end(call, "bad answer")
         return False
 
-    def _reject_response_offer(
-        self, ctx: ProxyCtx, call: Call, d: Dialog, resp: SipMessage, warning: str
-    ) -> None:
-        if resp.status >= 200:
-            self.pcscf.answer(ctx, 488, "Not Acceptable Here", warning)
-            self._send_ack_and_bye(call, d, ctx, resp)
-            self._end(call, "bad offer in response")
+    # ------------------------------------------------------------------ gateway results
+    def on_gateway_done(self, done: GatewayDone, now: float) -> None:
+        """The result of an operation this layer queued (`effects.Reserve/Configure/Release`)."""
+        wait = self._waits.pop(done.op, None)
+        if wait is None:
+            return  # not ours, or reported twice
+        if done.error is not None:
+            self.counters.gateway_errors += 1
+        if isinstance(wait, _ReserveWait):
+            self._reserved(wait, done, now)
+        elif isinstance(wait, _Hold):
+            self._configured(wait, done)
+        elif isinstance(wait, _ConfigureWait):
+            if done.error is not None and not wait.call.ended:
+                # No message waits: the media the call signalled is not what the gateway runs.
+                log.info("call %s: gateway configure failed: %s", wait.call.call_id, done.error)
+                self.teardown(wait.call, f"media gateway: {done.error}")
+        else:
+            self.counters.released += 1
+
+    def _reserved(self, w: _ReserveWait, done: GatewayDone, now: float) -> None:
+        call = w.call
+        if done.error is not None:
+            log.info("call %s: gateway refused the offer: %s", call.call_id, done.error)
+            self.counters.rejected_488 += 1
+            count_refused_offer(self.decisions, w.direction.value, w.body)
+            if not call.ended:
+                self._reject_offer(call, w.dialog, w.ctx, w.resp, f"media gateway: {done.error}")
+            if not call.ended and not call.dialogs:
+                self._end(call, "gateway refused the offer")  # releases what it may hold
+            return
+        if call.ended:
+            return  # ended meanwhile: its release is queued after this reservation
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "call %s leg=%s: gateway reserved %s",
+                call.call_id,
+                _leg_name(call),
+                ", ".join(
+                    f"m[{r.index}] {r.kind.value} access {r.access.host}:{r.access.port}"
+                    f" core {r.core.host}:{r.core.port}"
+                    for r in done.reservations
+                ),
+                extra={"call_id": call.call_id, "leg": _leg_name(call)},
+            )
+        self._finish_offer(w, {r.index: r for r in done.reservations})
+        self._effects.append(Forward(w.ctx) if w.resp is None else Relay(w.ctx, w.resp))
+        self.offer_latency.observe(now - w.arrived)
+
+    def _configured(self, hold: _Hold, done: GatewayDone) -> None:
+        if done.error is not None and hold.error is None:
+            hold.error = done.error
+        hold.ops.discard(done.op)
+        if hold.ops:
+            return
+        if hold.key is not None and self._holds.get(hold.key) is hold:
+            del self._holds[hold.key]
+        call = hold.call
+        if call.ended:
+            return  # ended while the gateway worked: nothing of it goes on
+        if hold.error is None:
+            self._effects.append(hold.release)
+            return
+        log.info("call %s: gateway configure failed: %s", call.call_id, hold.error)
+        warning = f"media gateway: {hold.error}"
+        if hold.resp is not None and hold.ctx is not None:
+            if hold.resp.status >= 200:
+                # The answer in a 2xx cannot be honoured: 488 upstream before any 2xx, ACK +
+                # BYE to the answerer, the call ends (gateway API: configure -> 488).
+                self._effects.append(Answer(hold.ctx, 488, "Not Acceptable Here", warning))
+                self._send_ack_and_bye(call, hold.dialog, hold.ctx, hold.resp)
+                self._end(call, "gateway refused the answer")
+            # a provisional is dropped; the final answer may still be good
+            return
+        if hold.ctx is not None:
+            self._effects.append(Answer(hold.ctx, 488, "Not Acceptable Here", warning))
+        self.teardown(call, f"media gateway: {hold.error}")
 
     # ------------------------------------------------------------------ endings
     def on_cancelled(self, ctx: ProxyCtx, now: float) -> None:
@@ -766,7 +939,7 @@ class CallManager:
                     if call is not None:
                         self.teardown(call, "registration ended")
 
-    def on_gateway_event(self, ev: AgwEvent) -> None:
+    def on_gateway_event(self, ev: AgwEvent, now: float) -> None:
         self.counters.gateway_events += 1
         if isinstance(ev, TlsEstablished | TlsFailed):
             # /metrics: TLS handshakes by outcome and reason (reasons: agw.api.TlsFailed)
@@ -790,7 +963,6 @@ class CallManager:
         elif isinstance(ev, MediaTimeout):
             log.info("call %s: media timeout on stream %d: ending the call", call.call_id, ev.index)
             self.teardown(call, "media timeout")
-        self.kick()
 
     def sweep(self, now: float, idle_timeout: float) -> int:
         """Drop the state of un-anchored calls with no signalling for `idle_timeout` seconds
@@ -815,40 +987,27 @@ class CallManager:
         self._end(call, why)
 
     def _send_bye(self, call: Call, d: Dialog, towards_callee: bool) -> None:
-        ours = set(self.pcscf.addr.values())
         cseq = (call.caller_cseq if towards_callee else d.callee_cseq) + 1
         if towards_callee:
             call.caller_cseq = cseq
         else:
             d.callee_cseq = cseq
-        bye, next_uri = build_bye(call, d, towards_callee, ours, cseq)
+        bye, next_uri = build_bye(call, d, towards_callee, self.ours, cseq)
         side = call.caller_side if not towards_callee else _other(call.caller_side)
-        try:
-            dest = self.pcscf.peer_for(next_uri, to_ue=side is Side.ACCESS)
-        except Exception as e:
-            log.info("call %s: cannot send BYE: %s", call.call_id, e)
-            return
         self.counters.teardown_bye += 1
-        self.pcscf.send_own_request(bye, side, dest)
+        self._effects.append(SendRequest(bye, side, next_uri))
 
     def _send_ack_and_bye(self, call: Call, d: Dialog, ctx: ProxyCtx, resp: SipMessage) -> None:
         """ACK then BYE to the party that sent a 2xx we cannot forward (RFC 3261 §13.2.2.4)."""
         learn_from_response(d, resp)
-        ours = set(self.pcscf.addr.values())
-        bye, next_uri = build_bye(call, d, towards_callee=True, ours=ours, cseq=resp.cseq[0])
+        bye, next_uri = build_bye(call, d, towards_callee=True, ours=self.ours, cseq=resp.cseq[0])
         ack = bye.copy()
         ack.method = "ACK"
         ack.headers.set("CSeq", f"{resp.cseq[0]} ACK")
         ack.headers.remove("Reason")
-        side = ctx.out_side
-        try:
-            dest = self.pcscf.peer_for(next_uri, to_ue=side is Side.ACCESS)
-        except Exception as e:
-            log.info("call %s: cannot send ACK/BYE: %s", call.call_id, e)
-            return
-        self.pcscf.send_own_ack(ack, side, dest)
+        self._effects.append(SendRequest(ack, ctx.out_side, next_uri, ack=True))
         bye.headers.set("CSeq", f"{resp.cseq[0] + 1} BYE")
-        self.pcscf.send_own_request(bye, side, dest)
+        self._effects.append(SendRequest(bye, ctx.out_side, next_uri))
 
     def _end(self, call: Call, why: str) -> None:
         if call.ended:
@@ -857,18 +1016,14 @@ class CallManager:
         log.info("call %s ended (%s)", call.call_id, why)
         self._forget(call)
         if call.reserved:
-            self._run(call, lambda: self._release(call))
-
-    async def _release(self, call: Call) -> None:
-        log.debug(
-            "call %s leg=%s: gateway release",
-            call.call_id,
-            _leg_name(call),
-            extra={"call_id": call.call_id, "leg": _leg_name(call)},
-        )
-        await self.gateway.release(call.context_id)
-        call.reserved = False
-        self.counters.released += 1
+            log.debug(
+                "call %s leg=%s: gateway release",
+                call.call_id,
+                _leg_name(call),
+                extra={"call_id": call.call_id, "leg": _leg_name(call)},
+            )
+            call.reserved = False
+            self._effects.append(Release(self._op(_ReleaseWait(call)), call.context_id))
 
     def _forget(self, call: Call) -> None:
         call.ended = True
@@ -883,9 +1038,15 @@ class CallManager:
             d.answer = None  # drop key material with the call
             d.rewritten.clear()
         if call.ue_binding_key is not None:
-            b = self.pcscf.reg.get(*call.ue_binding_key)
+            b = self.reg.get(*call.ue_binding_key)
+            # The binding keeps the Call-ID while another leg of it serves the same UE. In a
+            # hairpin (both UEs behind us) the other leg belongs to the other UE: it must not
+            # keep this UE's entry (one stale Call-ID per hairpin call, found by the golden
+            # table).
             if b is not None and not any(
-                (call.call_id, leg) in self.calls for leg in (Side.ACCESS, Side.CORE)
+                other.ue_binding_key == call.ue_binding_key
+                for leg in (Side.ACCESS, Side.CORE)
+                if (other := self.calls.get((call.call_id, leg))) is not None
             ):
                 b.call_ids.discard(call.call_id)
 
@@ -896,14 +1057,9 @@ class CallManager:
 
     # ------------------------------------------------------------------ introspection
     def stats(self) -> dict[str, Any]:
-        ports = self.gateway.active_ports()
         return {
             "dialogs": len(self.calls),
             "calls": dataclasses.asdict(self.counters),
-            "agw_ports": len(ports),
-            "agw_contexts": len(getattr(self.gateway, "contexts", lambda: ())()),
-            # Packet counters summed over all streams (relayed, dropped, rejected_source...).
-            "agw_media": getattr(self.gateway, "media_totals", dict)(),
         }
 
 
@@ -911,28 +1067,4 @@ def _other(side: Side) -> Side:
     return Side.CORE if side is Side.ACCESS else Side.ACCESS
 
 
-async def setup_calls(app: App) -> Any:
-    """Start the in-process gateway, load the policy and hook the call layer into the proxy."""
-    from pcscf_alg.agw.config import parse_agw_config
-    from pcscf_alg.agw.gateway import InProcessGateway
-    from pcscf_alg.li import load_sink
-    from pcscf_alg.policy import load_policy
-
-    cfg = app.cfg
-    agw_cfg = parse_agw_config(cfg.agw, cfg.file)
-    policy = load_policy(cfg.policy, cfg.file)
-    li = load_sink(cfg.li, cfg.file)
-    gw = InProcessGateway(agw_cfg)
-    await gw.start()
-
-    def kick() -> None:
-        app.pcscf.flush()
-        app.arm_timer()
-
-    app.pcscf.calls = CallManager(
-        app.pcscf, gw, policy, kick, anchor_all=cfg.e2ae.anchor_all, li=li
-    )
-    return gw
-
-
-__all__ = ["CallManager", "MediaPlan", "setup_calls"]
+__all__ = ["CallCounters", "CallLayer", "Effect"]

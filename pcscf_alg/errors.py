@@ -19,6 +19,30 @@ class SipParseError(PcscfError):
         self.status = status
 
 
+class RoutingError(PcscfError):
+    """A well-formed request the proxy cannot or may not route (RFC 3261 §16.5, §16.6 step 6).
+
+    `status` is the response to send: 403 (destination outside `sip.egress_networks`), 404 (a
+    tel: URI with no Route to carry it) or 503 (a host we cannot resolve). Not a parse error:
+    the message was fine, the target was not.
+    """
+
+    def __init__(self, reason: str, status: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class RegistrationError(PcscfError):
+    """A registration-layer refusal (494 on a Security-Verify mismatch, 403 for an unregistered
+    flow or identity). `reason` goes into the response's Warning header."""
+
+    def __init__(self, reason: str, status: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
 class SdpError(PcscfError):
     """A bad or unacceptable SDP body: the request is answered 488 with a Warning of this text."""
 

@@ -1,15 +1,16 @@
 """Prometheus metrics of the daemon (`GET /metrics` on the admin endpoint, issue 13).
 
-Two halves:
+The counting half lives in the sans-IO core (`pcscf_alg.callstats`, the counters of `alg.Pcscf`
+and `calls.CallLayer`): plain dicts and lists, so the hot path pays a dict increment, never a
+`prometheus_client` lock or a label look-up. This module is the exporting half:
+`DaemonCollector` reads every counter the daemon already keeps (`Pcscf.counters`, the transport
+counters, `CallLayer.counters`, the gateway's event counters and media totals, the registration
+store, the transaction layers, `App.reloads`) **at scrape time**, and `new_registry` puts it in a
+`CollectorRegistry` of its own: each daemon has one, so several daemons in one process (the
+tests) never share or collide on the global registry.
 
-- *Counting* (sans-IO, called from the call layer): `count_decisions`, `count_refused_offer`,
-  `count_fast_path`, `OfferLatency`. They update plain dicts and lists; the hot path pays a dict
-  increment, never a `prometheus_client` lock or a label look-up.
-- *Exporting*: `DaemonCollector` reads every counter the daemon already keeps (`Pcscf.counters`,
-  the transport counters, `CallManager.counters`, the gateway's event counters and media totals,
-  the registration store, the transaction layers, `App.reloads`) **at scrape time**, and
-  `new_registry` puts it in a `CollectorRegistry` of its own: each `App` has one, so several
-  daemons in one process (the tests) never share or collide on the global registry.
+It reads the daemon through `DaemonView` (what `app.App` offers), not `App` itself, so that the
+edge modules do not import one another in a circle (issue 12).
 
 Every metric name starts with `pcscf_alg_`. Nothing here reads or exports key material: the
 collector sees counters and decision outcomes only.
@@ -17,12 +18,10 @@ collector sees counters and decision outcomes only.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -32,144 +31,47 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from pcscf_alg.callstats import (
+    DIRECTIONS,
+    OUTCOMES,
+    PROTOCOLS,
+    DecisionCounts,
+    OfferLatency,
+    count_decisions,
+    count_fast_path,
+    count_refused_offer,
+    decision_outcome,
+    offer_protocols,
+)
+
 if TYPE_CHECKING:
-    from pcscf_alg.app import App
-    from pcscf_alg.e2ae import StreamDecision
+    from pcscf_alg.alg import Pcscf
+    from pcscf_alg.config import Config
+    from pcscf_alg.mediaplan import Side
+    from pcscf_alg.registration import RegistrationStore
+    from pcscf_alg.transport import SideTransport
 
 log = logging.getLogger(__name__)
 
 PREFIX: Final = "pcscf_alg_"
 
-# Label values of pcscf_alg_e2ae_decisions_total (the contract of issue 13).
-PROTOCOLS: Final = ("rtp", "msrp")
-DIRECTIONS: Final = ("originating", "terminating")
-OUTCOMES: Final = ("e2ae", "e2e", "rejected", "policy-terminated", "downgrade")
 
-# (protocol, direction, outcome) -> count
-DecisionCounts = dict[tuple[str, str, str], int]
+class DaemonView(Protocol):
+    """What the admin endpoint and the collector read of a running daemon (`app.App`)."""
 
-
-def decision_outcome(mode: str, rule: str) -> str:
-    """The outcome of one stream decision of the e2ae engine (`StreamDecision.mode.value`,
-    `.rule`):
-
-    - `downgrade`: a re-offer that would take an e2ae stream out of e2ae, decided by the
-      `e2ae_downgrade` policy (kept, kept anchored plain, or allowed out);
-    - `policy-terminated`: e2ae applied because local policy said so where the spec leaves it
-      to policy (TS 33.328 7.2.1 NOTE 2a "apply", MSRP over TLS terminated without an
-      indication (NOTE x), 7.3.1 terminating MSRP without registered support...): the rule
-      names a `policy` verdict;
-    - `e2ae`: e2ae by the procedure itself (indication and support established);
-    - `e2e`: not terminated: media end to end, plain or with its own security (bypass or
-      anchored pass-through);
-    - `rejected`: the m-line is rejected (port 0).
-    """
-    if "e2ae_downgrade" in rule:
-        return "downgrade"
-    if mode == "e2ae":
-        return "policy-terminated" if "policy " in rule else "e2ae"
-    if mode == "rejected":
-        return "rejected"
-    return "e2e"
-
-
-def count_decisions(
-    counts: DecisionCounts, direction: str, decisions: Iterable[StreamDecision]
-) -> None:
-    """Count the per-stream decisions of one forwarded offer. Streams of other protocols
-    (T.38, BFCP...) carry no e2ae procedure and are not counted."""
-    for dec in decisions:
-        kind = dec.kind.value
-        if kind == "other":
-            continue
-        key = (kind, direction, decision_outcome(dec.mode.value, dec.rule))
-        counts[key] = counts.get(key, 0) + 1
-
-
-def offer_protocols(body: bytes) -> list[str]:
-    """The protocol (rtp/msrp) of each m-line of an SDP body that has one, in order. Read from
-    the raw bytes: used only for offers the engine refused, whose plan does not exist."""
-    out: list[str] = []
-    for line in body.split(b"\n"):
-        if not line.startswith(b"m="):
-            continue
-        parts = line.split()
-        proto = parts[2].upper() if len(parts) > 2 else b""
-        if b"MSRP" in proto:
-            out.append("msrp")
-        elif b"RTP/" in proto:
-            out.append("rtp")
-    return out
-
-
-def count_refused_offer(counts: DecisionCounts, direction: str, body: bytes) -> None:
-    """An offer refused with 488 (NOTE 2a reject, `e2ae_downgrade: reject`, no acceptable
-    crypto, the gateway refusing...): one `rejected` per RTP/MSRP m-line it offered."""
-    for proto in offer_protocols(body):
-        key = (proto, direction, "rejected")
-        counts[key] = counts.get(key, 0) + 1
-
-
-def count_fast_path(counts: DecisionCounts, direction: str, body: bytes) -> None:
-    """An offer the fast path forwarded untouched (`e2ae.untouched`: no MSRP, no indication,
-    no procedure can apply): each RTP m-line is end to end. One C-level scan of the body; an
-    `a=tcap` line naming an RTP profile would be counted too (rare, and only in this count)."""
-    n = body.count(b" RTP/")
-    if n:
-        key = ("rtp", direction, "e2e")
-        counts[key] = counts.get(key, 0) + n
-
-
-# Seconds from an offer's arrival to its forwarding: 0 when no gateway reservation is needed,
-# else the reservation (ports, sockets; a few ms) plus whatever is queued before it in the call.
-OFFER_LATENCY_BUCKETS: Final = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-)
-
-
-@dataclass(slots=True)
-class OfferLatency:
-    """A cumulative-on-export histogram kept as plain per-bucket counts (the last slot is
-    +Inf), so that observing costs a bisect and two additions."""
-
-    bounds: tuple[float, ...] = OFFER_LATENCY_BUCKETS
-    counts: list[int] = field(default_factory=lambda: [0] * (len(OFFER_LATENCY_BUCKETS) + 1))
-    total: float = 0.0
-
-    def observe(self, seconds: float) -> None:
-        seconds = max(seconds, 0.0)
-        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
-        self.total += seconds
-
-    def observe_zero(self) -> None:
-        """An offer forwarded in the same step it arrived (no gateway round trip)."""
-        self.counts[0] += 1
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        """(le, cumulative count) pairs as Prometheus wants them, +Inf last."""
-        out: list[tuple[str, float]] = []
-        acc = 0
-        for bound, n in zip(self.bounds, self.counts, strict=False):
-            acc += n
-            out.append((_fmt(bound), float(acc)))
-        acc += self.counts[-1]
-        out.append(("+Inf", float(acc)))
-        return out
-
-
-def _fmt(v: float) -> str:
-    return repr(float(v))
+    @property
+    def cfg(self) -> Config: ...
+    @property
+    def pcscf(self) -> Pcscf: ...
+    @property
+    def registrations(self) -> RegistrationStore: ...
+    @property
+    def transports(self) -> Mapping[Side, SideTransport]: ...
+    @property
+    def gateway(self) -> Any:  # the AccessGateway, or None before the media plane started
+        ...
+    @property
+    def reloads(self) -> Mapping[str, int]: ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,7 +97,7 @@ def _int_fields(obj: Any) -> Iterator[tuple[str, int]]:
 class DaemonCollector(Collector):
     """Reads the daemon's counters when Prometheus scrapes; holds no state of its own."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: DaemonView) -> None:
         self.app = app
 
     def collect(self) -> Iterable[Metric]:
@@ -219,7 +121,7 @@ class DaemonCollector(Collector):
         return g
 
     @staticmethod
-    def _sip(app: App) -> Iterator[Metric]:
+    def _sip(app: DaemonView) -> Iterator[Metric]:
         p = app.pcscf
         msgs = _counter(
             "sip_messages_received",
@@ -254,7 +156,7 @@ class DaemonCollector(Collector):
         yield txn
 
     @staticmethod
-    def _transport(app: App) -> Iterator[Metric]:
+    def _transport(app: DaemonView) -> Iterator[Metric]:
         conns = _gauge("tcp_connections", "Open SIP TCP connections, by side.", ("side",))
         fams: dict[str, CounterMetricFamily] = {}
         for side, t in app.transports.items():
@@ -272,15 +174,14 @@ class DaemonCollector(Collector):
         yield from fams.values()
 
     @staticmethod
-    def _registrations(app: App) -> Iterator[Metric]:
+    def _registrations(app: DaemonView) -> Iterator[Metric]:
         bindings = getattr(app.registrations, "bindings", None)
         total = _gauge("bindings", "Registered bindings.")
         total.add_metric([], len(app.registrations))
         yield total
         e2ae = _gauge(
             "bindings_e2ae",
-            "Bindings with e2ae support established at registration (UE and P-CSCF), by "
-            "protocol.",
+            "Bindings with e2ae support established at registration (UE and P-CSCF), by protocol.",
             ("protocol",),
         )
         rtp = msrp = 0
@@ -294,7 +195,7 @@ class DaemonCollector(Collector):
         yield e2ae
 
     @staticmethod
-    def _calls(app: App) -> Iterator[Metric]:
+    def _calls(app: DaemonView) -> Iterator[Metric]:
         cm = app.pcscf.calls
         if cm is None:
             return
@@ -302,7 +203,7 @@ class DaemonCollector(Collector):
         active.add_metric([], len(cm.calls))
         yield active
         for name, v in _int_fields(cm.counters):
-            c = _counter(f"calls_{name}", f"CallManager.counters.{name} (see /stats 'calls').")
+            c = _counter(f"calls_{name}", f"CallLayer.counters.{name} (see /stats 'calls').")
             c.add_metric([], v)
             yield c
         dec = _counter(
@@ -337,7 +238,8 @@ class DaemonCollector(Collector):
             )
             h.add_metric([], hist.cumulative(), hist.total)
             yield h
-        yield from DaemonCollector._gateway(cm.gateway)
+        if app.gateway is not None:
+            yield from DaemonCollector._gateway(app.gateway)
 
     @staticmethod
     def _gateway(gw: Any) -> Iterator[Metric]:
@@ -406,14 +308,14 @@ class DaemonCollector(Collector):
             yield ev
 
     @staticmethod
-    def _reloads(app: App) -> Iterator[Metric]:
+    def _reloads(app: DaemonView) -> Iterator[Metric]:
         c = _counter("config_reloads", "Configuration reloads, by outcome.", ("outcome",))
         for outcome, n in sorted(getattr(app, "reloads", {}).items()):
             c.add_metric([str(outcome)], n)
         yield c
 
 
-def new_registry(app: App) -> CollectorRegistry:
+def new_registry(app: DaemonView) -> CollectorRegistry:
     """A registry of this daemon alone (never the process-wide default one)."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(DaemonCollector(app))

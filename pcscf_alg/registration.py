@@ -1,5 +1,9 @@
 """Registration bindings: who is registered, from which flow, with which e2ae support.
 
+This module is the store and its records: bindings, flows, the look-up keys of URIs and the
+look-ups the proxy makes. Handling a REGISTER (sec-agree, Path, what a 200 makes of the
+bindings) is `pcscf_alg.registrar`'s job.
+
 A binding is created from the 200 (OK) to a REGISTER that the P-CSCF proxied. It records the
 IMPU (To), the contact, the flow the REGISTER came from (transport + source address and port),
 the e2ae indications per protocol on the UE side and the network side (docs/e2ae-notes.md
@@ -17,9 +21,9 @@ Storage design — why `RegistrationStore` is synchronous
 -------------------------------------------------------
 `by_flow` runs on every originating request and `by_contact` on every terminating one, inside
 the SIP hot path, and the ALG core is sans-IO. Making the protocol `async` would force every
-caller (and the pure decision helpers below) to become coroutines for the sake of a back-end we
-do not have yet, and would add a network round trip to each request if a shared store were
-queried directly. So the protocol is synchronous and served from local memory.
+caller (the proxy, the call layer, `pcscf_alg.registrar`) to become coroutines for the sake of
+a back-end we do not have yet, and would add a network round trip to each request if a shared
+store were queried directly. So the protocol is synchronous and served from local memory.
 
 A shared store (Redis, for several P-CSCFs behind one address or for fail-over) fits behind the
 same protocol without touching callers, as a *write-through cache*:
@@ -45,59 +49,30 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from pcscf_alg.errors import PcscfError, SipParseError
-from pcscf_alg.sip.secagree import (
-    MECH_MSRP_TLS,
-    MECH_SDES_SRTP,
-    SecMechanism,
-    e2ae_support,
-    mediasec_mechanisms,
-    parse_security_header,
-    verify_matches,
-)
+from pcscf_alg.errors import RegistrationError, SipParseError
+from pcscf_alg.sip.headers import NameAddr, SipUri
+from pcscf_alg.sip.secagree import SecMechanism
 
 __all__ = [
     "FLOW_TRANSPORTS",
-    "MAX_EXPIRES",
     "Binding",
     "E2aeFlags",
     "E2aeIndication",
     "Flow",
     "InMemoryRegistrationStore",
-    "RegistrationError",
     "RegistrationStore",
     "aor_key",
-    "check_security_verify",
     "contact_key",
-    "expiry_from_200",
     "flow_of_uri",
-    "indications_from_register",
     "originating_binding",
-    "register_from_200",
     "terminating_binding",
 ]
 
-# RFC 3261 §20.19 / §20.10: delta-seconds for Expires and the Contact expires param are
-# 0 .. 2**32-1.
-MAX_EXPIRES = 2**32 - 1
-
 FLOW_TRANSPORTS = frozenset({"udp", "tcp", "tls"})
-
-# RFC 3261 §19.1.2 / RFC 3263 §4.2 default ports.
-_DEFAULT_PORT = {"sip": 5060, "sips": 5061}
-
-
-class RegistrationError(PcscfError):
-    """A registration-layer refusal. `reason` goes into the response's Warning header."""
-
-    def __init__(self, reason: str, status: int) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,88 +202,42 @@ class Binding:
 
 
 # --------------------------------------------------------------------------------------------
-# URI keys (minimal SIP URI handling until the SIP layer's URI helpers exist)
+# URI keys, read through the SIP layer's one URI parser (`sip.headers.SipUri`)
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _SipUri:
-    scheme: str
-    user: str | None
-    host: str  # lower case; IPv6 without brackets, compressed
-    port: int | None
-    transport: str | None
-
-
-def _canonical_ipv6(h: str) -> str:
-    try:
-        return ipaddress.IPv6Address(h.split("%", 1)[0]).compressed
-    except ValueError:
-        raise SipParseError("bad IPv6 address in URI", 400) from None
-
-
-def _strip_brackets(uri: str) -> str:
-    """The URI inside a name-addr (`"Bob" <sip:b@h>;expires=60`), or the string itself."""
+def _addr_spec(uri: str) -> str:
+    """The URI inside a name-addr (`"Bob" <sip:b@h>;expires=60`), or the string itself: a bare
+    URI keeps its `;params` (they are URI parameters here, `transport=` among them)."""
     s = uri.strip()
-    lt = s.find("<")
-    if lt != -1:
-        gt = s.find(">", lt + 1)
-        if gt == -1:
-            raise SipParseError("unterminated '<' in URI", 400)
-        s = s[lt + 1 : gt].strip()
-    return s
+    return NameAddr.parse(s).uri if "<" in s else s
 
 
-def _parse_sip_uri(uri: str) -> _SipUri | None:
-    """Split a sip:/sips: URI (RFC 3261 §19.1.1). None for another scheme; raise on garbage."""
-    s = _strip_brackets(uri)
-    scheme, colon, rest = s.partition(":")
-    scheme = scheme.lower()
+def _sip_uri(uri: str) -> tuple[str, SipUri | None]:
+    """(addr-spec, its SipUri when the scheme is sip: or sips:). SipParseError on garbage."""
+    s = _addr_spec(uri)
+    scheme, colon, _ = s.partition(":")
     if not colon or not scheme:
         raise SipParseError("URI without scheme", 400)
-    if scheme not in _DEFAULT_PORT:
-        return None
-    # userinfo may itself contain ';' (user parameters), so split at '@' first.
-    user: str | None = None
-    at = rest.find("@")
-    if at != -1:
-        user, rest = rest[:at], rest[at + 1 :]
-        if not user:
-            raise SipParseError("empty user part in URI", 400)
-    rest = rest.split("?", 1)[0]  # drop ?headers
-    hostport, _, params = rest.partition(";")
-    hostport = hostport.strip()
-    port_text = ""
-    if hostport.startswith("["):  # IPv6reference
-        end = hostport.find("]")
-        if end == -1:
-            raise SipParseError("unterminated IPv6 reference in URI", 400)
-        host = _canonical_ipv6(hostport[1:end])
-        tail = hostport[end + 1 :]
-        if tail:
-            if not tail.startswith(":"):
-                raise SipParseError("bad host in URI", 400)
-            port_text = tail[1:]
-    else:
-        host, _, port_text = hostport.partition(":")
-        host = host.lower()
-        if not host or any(c in host for c in " \t<>[]"):
-            raise SipParseError("bad host in URI", 400)
-    port: int | None = None
-    if port_text or hostport.endswith(":"):
-        if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
-            raise SipParseError("bad port in URI", 400)
-        port = int(port_text)
-    transport: str | None = None
-    for p in params.split(";"):
-        name, _, value = p.partition("=")
-        if name.strip().lower() == "transport":
-            transport = value.strip().lower() or None
-    return _SipUri(scheme, user, host, port, transport)
+    if scheme.lower() not in ("sip", "sips"):
+        return s, None
+    return s, SipUri.parse(s)
 
 
-def _host_for_key(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+def _host_key(u: SipUri) -> str:
+    """The host, lower-cased; an IPv6 reference in RFC 5952 form, zone dropped, in brackets
+    (`[2001:DB8:0::1]` and `[2001:db8::1]` are one host)."""
+    h = u.host
+    if h.startswith("["):
+        return f"[{ipaddress.IPv6Address(h[1:-1].split('%', 1)[0]).compressed}]"
+    return h.lower()
+
+
+def _userinfo_key(u: SipUri) -> str:
+    # RFC 3261 §19.1.4: userinfo (password included) compares case-sensitively: kept as written.
+    if u.user is None:
+        return ""
+    return f"{u.user}:{u.password}@" if u.password else f"{u.user}@"
 
 
 def contact_key(uri: str) -> str:
@@ -316,20 +245,21 @@ def contact_key(uri: str) -> str:
 
     `scheme:user@host:port;transport=t` with scheme, host and transport lower-cased, the user kept
     as is (RFC 3261 §19.1.4: user part is case-sensitive), the default port (5060, 5061 for sips)
-    and the default transport (udp for sip, tcp for sips) filled in, and every other parameter and
-    header dropped. Filling defaults is deliberately more lenient than §19.1.4 (which says an
-    omitted port does not match an explicit 5060): S-CSCFs and UEs differ in whether they
-    write defaults, and a look-up key must not depend on it. A name-addr is accepted
-    (`<sip:...>;expires=60`). Non-SIP schemes are returned stripped and lower-cased.
-    Raises SipParseError on a malformed SIP URI.
+    and transport filled in, and every other parameter and header dropped. The transport is tls
+    for any sips: URI (RFC 3261 §26.2.2: `sips:` is TLS whatever `transport=` says, so
+    `sips:u@h` and `sips:u@h;transport=tcp` are one contact), else the parameter or udp.
+    Filling defaults is deliberately more lenient than §19.1.4 (which says an omitted port does
+    not match an explicit 5060): S-CSCFs and UEs differ in whether they write defaults, and a
+    look-up key must not depend on it. A name-addr is accepted (`<sip:...>;expires=60`).
+    Non-SIP schemes are returned stripped and lower-cased. Raises SipParseError on a malformed
+    SIP URI.
     """
-    u = _parse_sip_uri(uri)
+    s, u = _sip_uri(uri)
     if u is None:
-        return _strip_brackets(uri).lower()
-    port = u.port if u.port is not None else _DEFAULT_PORT[u.scheme]
-    transport = u.transport or ("tcp" if u.scheme == "sips" else "udp")
-    userinfo = f"{u.user}@" if u.user is not None else ""
-    return f"{u.scheme}:{userinfo}{_host_for_key(u.host)}:{port};transport={transport}"
+        return s.lower()
+    port = u.port if u.port is not None else u.default_port
+    transport = "tls" if u.secure else u.transport
+    return f"{u.scheme}:{_userinfo_key(u)}{_host_key(u)}:{port};transport={transport}"
 
 
 _TEL_VISUAL_SEPARATORS = str.maketrans("", "", "-.()")
@@ -342,45 +272,39 @@ def aor_key(uri: str) -> str:
     without visual separators (RFC 3966 §5.1.1) and without parameters. Anything else:
     stripped and lower-cased.
     """
-    s = _strip_brackets(uri)
-    scheme, colon, rest = s.partition(":")
-    low = scheme.lower()
-    if colon and low == "tel":
-        number = rest.split(";", 1)[0].translate(_TEL_VISUAL_SEPARATORS).strip().lower()
-        return f"tel:{number}"
-    u = _parse_sip_uri(s)
+    s, u = _sip_uri(uri)
     if u is None:
+        scheme, _, rest = s.partition(":")
+        if scheme.lower() == "tel":
+            number = rest.split(";", 1)[0].translate(_TEL_VISUAL_SEPARATORS).strip().lower()
+            return f"tel:{number}"
         return s.lower()
-    userinfo = f"{u.user}@" if u.user is not None else ""
     port = f":{u.port}" if u.port is not None else ""
-    return f"{u.scheme}:{userinfo}{_host_for_key(u.host)}{port}"
+    return f"{u.scheme}:{_userinfo_key(u)}{_host_key(u)}{port}"
 
 
 def flow_of_uri(uri: str) -> Flow | None:
     """The flow a SIP URI points at, when its host is an IP address; None otherwise.
 
     Used by the terminating look-up when the Request-URI names the UE's transport address
-    rather than its registered contact (e.g. a contact rewritten for NAT).
+    rather than its registered contact (e.g. a contact rewritten for NAT). A sips: URI, or
+    `transport=tls`, is a TLS flow (RFC 3261 §26.2.2); a transport we do not serve is None.
     """
     try:
-        u = _parse_sip_uri(uri)
+        _, u = _sip_uri(uri)
     except SipParseError:
         return None
     if u is None:
         return None
+    host = u.host[1:-1] if u.host.startswith("[") else u.host
     try:
-        ipaddress.ip_address(u.host)
+        ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return None
-    if u.scheme == "sips" or u.transport == "tls":
-        transport = "tls"
-    elif u.transport == "tcp":
-        transport = "tcp"
-    elif u.transport in (None, "udp"):
-        transport = "udp"
-    else:
+    transport = "tls" if u.secure else u.transport
+    if transport not in FLOW_TRANSPORTS:
         return None
-    return Flow(transport, u.host, u.port if u.port is not None else _DEFAULT_PORT[u.scheme])
+    return Flow(transport, host, u.port if u.port is not None else u.default_port)
 
 
 # --------------------------------------------------------------------------------------------
@@ -603,117 +527,8 @@ class InMemoryRegistrationStore:
 
 
 # --------------------------------------------------------------------------------------------
-# Decision helpers the proxy calls
+# Look-ups the proxy and the call layer make (REGISTER handling itself: pcscf_alg.registrar)
 # --------------------------------------------------------------------------------------------
-
-_ACTED_ON = frozenset({MECH_SDES_SRTP, MECH_MSRP_TLS})
-
-
-def indications_from_register(
-    security_client_values: Sequence[str], net_rtp: bool, net_msrp: bool
-) -> E2aeIndication:
-    """e2ae flags for a REGISTER: UE side from its Security-Client, network side from config.
-
-    TS 24.229 §7.2A.7 / docs/e2ae-notes.md §1.2 item 1: `sdes-srtp;mediasec` => UE supports
-    e2ae RTP, `msrp-tls;mediasec` => MSRP. Other mediasec names are recorded, not acted on. The
-    network side is what we put in Security-Server, i.e. `server_mechanisms(net_rtp, net_msrp)`.
-    Raises SipParseError(400) on a malformed header.
-    """
-    mechs = parse_security_header(security_client_values)
-    return indications_from_mechanisms(mechs, net_rtp, net_msrp)
-
-
-def indications_from_mechanisms(
-    mechs: Iterable[SecMechanism], net_rtp: bool, net_msrp: bool
-) -> E2aeIndication:
-    """As `indications_from_register`, for an already parsed Security-Client."""
-    media = mediasec_mechanisms(mechs)
-    ue_rtp, ue_msrp = e2ae_support(media)
-    other: list[str] = []
-    for m in media:
-        if m.name not in _ACTED_ON and m.name not in other:
-            other.append(m.name)
-    return E2aeIndication(ue_rtp, ue_msrp, net_rtp, net_msrp, tuple(other))
-
-
-def check_security_verify(
-    server_sent: Sequence[SecMechanism], security_verify_values: Sequence[str]
-) -> None:
-    """Check a protected REGISTER's Security-Verify against our Security-Server.
-
-    No Security-Verify: nothing to check (an initial or unprotected REGISTER). Otherwise it must
-    list exactly what we sent (RFC 3329 §2.3.1, downgrade protection), compared regardless
-    of order, case and whitespace; raise RegistrationError(494) if not. A malformed header raises
-    SipParseError(400).
-    """
-    if not security_verify_values:
-        return
-    # Exact duplicates are one entry (see `parse_security_header`): no downgrade hides there.
-    verify = parse_security_header(security_verify_values, dedupe=True)
-    if not verify_matches(server_sent, verify):
-        # RFC 3329 §2.3.1: the server answers 494 (Security Agreement Required) on mismatch.
-        raise RegistrationError("Security-Verify does not match Security-Server", 494)
-
-
-def expiry_from_200(
-    contact_params_expires: int | None, expires_header: int | None, default: int
-) -> int:
-    """Seconds a contact stays registered, from the 200 (OK) to REGISTER.
-
-    RFC 3261 §10.2.4 / §10.3 step 8: the registrar returns each contact with its granted expiry;
-    the Contact `expires` param wins over the Expires header, which wins over our default.
-    A negative value is malformed and ignored; values are capped at 2**32-1 (RFC 3261 §20.19).
-    0 means the contact is de-registered.
-    """
-    for v in (contact_params_expires, expires_header, default):
-        if v is not None and v >= 0:
-            return min(v, MAX_EXPIRES)
-    return 0
-
-
-def register_from_200(
-    store: RegistrationStore,
-    *,
-    impu: str,
-    contact: str,
-    flow: Flow,
-    flags: E2aeIndication,
-    expires: int,
-    now: float,
-    mechanisms: Iterable[SecMechanism] = (),
-    path: Iterable[str] = (),
-    service_route: Iterable[str] = (),
-    associated: Iterable[str] = (),
-) -> Binding | None:
-    """Apply a successful REGISTER to the store: refresh/create, or remove when `expires` is 0.
-
-    Latest REGISTER wins: flags, flow, mechanisms, Path, Service-Route and associated identities
-    are all replaced. `registered_at` is kept from the existing binding on a refresh. Returns the
-    stored binding, or None when the contact was de-registered.
-
-    `mechanisms` is the UE's parsed Security-Client; only its mediasec entries are kept. The
-    signalling ones (ipsec-3gpp with SPIs and ports, tls, digest) belong to the sec-agree / SA
-    layer, not to e2ae, and keeping them would cost about 2 KB per binding (measured).
-    """
-    if expires <= 0:
-        store.remove(impu, contact)
-        return None
-    old = store.get(impu, contact)
-    binding = Binding(
-        impu=impu,
-        contact=contact,
-        flow=flow,
-        flags=flags,
-        expires_at=now + expires,
-        registered_at=old.registered_at if old is not None else now,
-        mechanisms=tuple(mediasec_mechanisms(mechanisms)),
-        path=tuple(path),
-        service_route=tuple(service_route),
-        associated=tuple(associated),
-        call_ids=old.call_ids if old is not None else set(),
-    )
-    store.upsert(binding)
-    return binding
 
 
 def originating_binding(store: RegistrationStore, flow: Flow, identity: str | None) -> Binding:

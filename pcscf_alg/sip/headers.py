@@ -6,6 +6,7 @@ Route, To/From tags, Contact), and re-serialises only what it changes.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -23,6 +24,9 @@ VIA_RE = re.compile(
     r"((?:[ \t]*;[ \t]*" + _TOKEN + r"(?:[ \t]*=[ \t]*(?:\"(?:[^\"\\]|\\[\s\S])*\"|[^\s;,\"]+))?)*)"
     r"[ \t]*"
 )
+# What a hostname or IPv4address (RFC 3261 §25.1) never holds: a second '@' (userinfo ends at
+# the first), whitespace, brackets or the delimiters of a name-addr.
+_BAD_HOST_RE = re.compile(r'[@\s<>\[\]"]')
 # `;tag=` header parameter, LWS allowed around "=" (RFC 4475 §3.1.1.1: "tag    = 1918181833n").
 _TAG_RE = re.compile(r";[ \t]*tag[ \t]*=[ \t]*([^; \t,]*)", re.IGNORECASE)
 
@@ -74,7 +78,19 @@ def get_param(params: list[tuple[str, str | None]], name: str) -> str | None:
 
 @dataclass(slots=True)
 class SipUri:
-    """sip:/sips:/tel: URI. Host is kept as written (IPv6 with brackets)."""
+    """sip:/sips:/tel: URI. Host is kept as written (IPv6 with brackets).
+
+    The one SIP URI parser of the package: routing, the dialog layer and the registration keys
+    (`registration.contact_key`, `aor_key`, `flow_of_uri`) all read URIs through it. Where
+    parsers disagree, RFC 3261 §19.1.1 and the §25.1 grammar decide:
+
+    * userinfo holds no unescaped '@' (`user`, `password` exclude it; an '@' in a user name
+      travels as `%40`), so the *first* '@' ends it. What follows must be a host: `sip:a@b@c`
+      is malformed, not user `a@b` at `c`. A user part, when present, is not empty.
+    * an IPv6reference is "[" IPv6address "]" and nothing but ":" port may follow it.
+    * `sips:` means TLS on every hop (§26.2.2): `secure` is true whatever `transport=` says
+      (`sips:...;transport=tcp` is TLS over TCP), and the default port is 5061 (§19.1.2).
+    """
 
     scheme: str
     user: str | None
@@ -96,13 +112,17 @@ class SipUri:
             return cls(scheme="tel", user=num, host="", params=parse_params(p))
         user: str | None = None
         password: str | None = None
-        # userinfo may hold '?', ';' and ':' (RFC 4475 §3.1.1.2, §3.1.1.9) but no raw '@', which
-        # neither uri-parameters nor headers may hold either: the last '@' ends the userinfo.
-        at = rest.rfind("@")
+        # userinfo may hold '?', ';' and ':' (RFC 4475 §3.1.1.2, §3.1.1.9) but no raw '@'
+        # (RFC 3261 §25.1): the first '@' ends it. A raw '@' after that one is either in the
+        # headers (`sip:b@h?Replaces=id@host`, cut off with them: lenient, as peers write it)
+        # or in the host, which is refused below.
+        at = rest.find("@")
         if at >= 0:
             userinfo, rest = rest[:at], rest[at + 1 :]
             user, _, pw = userinfo.partition(":")
             password = pw or None
+            if not user:
+                raise SipParseError(f"Empty URI user {text[:60]!r}")  # user = 1*( ... )
         hdrs = ""
         q = rest.find("?")
         if q >= 0:
@@ -114,13 +134,21 @@ class SipUri:
             if end < 0:
                 raise SipParseError("Bad IPv6 reference")
             host = hostport[: end + 1]
+            try:
+                ipaddress.IPv6Address(host[1:-1])
+            except ValueError:
+                raise SipParseError("Bad IPv6 reference") from None
             tail = hostport[end + 1 :]
             if tail.startswith(":"):
                 port = _port(tail[1:])
+            elif tail:
+                raise SipParseError("Bad IPv6 reference")
         else:
             host, psep, ps = hostport.partition(":")
             if psep:
                 port = _port(ps)
+            if _BAD_HOST_RE.search(host) is not None:
+                raise SipParseError(f"Bad URI host {text[:60]!r}")
         if not host:
             raise SipParseError(f"Bad URI host {text[:60]!r}")
         return cls(scheme, user, host, port, parse_params(p), hdrs, password)
@@ -133,8 +161,21 @@ class SipUri:
 
     @property
     def transport(self) -> str:
+        """The `transport` parameter lower-cased, else the scheme's default: tls for sips:
+        (RFC 3261 §26.2.2), udp otherwise."""
         t = self.param("transport")
         return (t or ("tls" if self.scheme == "sips" else "udp")).lower()
+
+    @property
+    def secure(self) -> bool:
+        """Whether the URI asks for TLS: any sips: URI (RFC 3261 §26.2.2, whatever its
+        `transport`), or a sip: one with the deprecated `transport=tls` (same clause)."""
+        return self.scheme == "sips" or self.transport == "tls"
+
+    @property
+    def default_port(self) -> int:
+        """The port an omitted one stands for: 5061 for sips:, else 5060 (RFC 3261 §19.1.2)."""
+        return 5061 if self.scheme == "sips" else 5060
 
     def __str__(self) -> str:
         if self.scheme == "tel":

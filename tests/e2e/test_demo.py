@@ -21,7 +21,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     path = tmp_path / "demo.yaml"
     path.write_text(yaml.safe_dump(cfg))
     out = subprocess.run(
-        [sys.executable, "-m", "pcscf_alg.demo", "--config", str(path), "--seconds", "1"],
+        [sys.executable, "-m", "examples.demo", "--config", str(path), "--seconds", "1"],
         capture_output=True,
         text=True,
         timeout=90,

@@ -241,6 +241,9 @@ def test_a_failing_call_layer_answers_500_instead_of_leaking_the_transaction() -
         def on_request(self, ctx: object, msg: object, now: float) -> bool:
             raise RuntimeError("bug")
 
+        def take_effects(self) -> list[object]:
+            return []
+
     p, wire = make()
     p.calls = Broken()  # type: ignore[assignment]
     p.receive(invite(), Side.ACCESS, UE, now=0.0)

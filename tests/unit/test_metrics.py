@@ -13,9 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pcscf_alg import e2ae
 from pcscf_alg.app import App
-from pcscf_alg.config import parse_config
-from pcscf_alg.mediaplan import Direction, Side
-from pcscf_alg.metrics import (
+from pcscf_alg.callstats import (
     OUTCOMES,
     DecisionCounts,
     OfferLatency,
@@ -23,9 +21,11 @@ from pcscf_alg.metrics import (
     count_fast_path,
     count_refused_offer,
     decision_outcome,
-    new_registry,
     offer_protocols,
 )
+from pcscf_alg.config import parse_config
+from pcscf_alg.mediaplan import Direction, Side
+from pcscf_alg.metrics import new_registry
 from pcscf_alg.policy import load_policy
 from pcscf_alg.sip.transaction import Peer
 

@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import random
 
 import pytest
 
 from pcscf_alg.errors import SipParseError
+from pcscf_alg.registrar import (
+    RegistrationError,
+    check_security_verify,
+    expiry_from_200,
+    indications_from_register,
+    register_from_200,
+)
 from pcscf_alg.registration import (
     Binding,
     E2aeIndication,
     Flow,
     InMemoryRegistrationStore,
-    RegistrationError,
     RegistrationStore,
     aor_key,
-    check_security_verify,
     contact_key,
-    expiry_from_200,
     flow_of_uri,
-    indications_from_register,
     originating_binding,
-    register_from_200,
     terminating_binding,
 )
+from pcscf_alg.sip.headers import SipUri
 from pcscf_alg.sip.secagree import format_mechanisms, parse_security_header, server_mechanisms
 
 IMPU = "sip:+15551230001@ims.example.net"
@@ -267,6 +271,98 @@ def test_flow_normalisation_and_from_uri() -> None:
     assert flow_of_uri("sip:x@1.2.3.4;transport=sctp") is None
     assert flow_of_uri("tel:+1") is None
     assert flow_of_uri("garbage") is None
+
+
+# ---- the keys read URIs as SipUri does (one parser, issue 12) ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "contact", "aor", "flow"),
+    [
+        # IPv6 literal: one host whatever its spelling, RFC 5952 form in brackets
+        (
+            "sip:u@[2001:DB8:0::1]:5070",
+            "sip:u@[2001:db8::1]:5070;transport=udp",
+            "sip:u@[2001:db8::1]:5070",
+            Flow("udp", "2001:db8::1", 5070),
+        ),
+        # sips: is TLS on port 5061, whatever transport= says (RFC 3261 §26.2.2, §19.1.2)
+        (
+            "sips:u@192.0.2.7",
+            "sips:u@192.0.2.7:5061;transport=tls",
+            "sips:u@192.0.2.7",
+            Flow("tls", "192.0.2.7", 5061),
+        ),
+        (
+            "sips:u@192.0.2.7;transport=tcp",
+            "sips:u@192.0.2.7:5061;transport=tls",
+            "sips:u@192.0.2.7",
+            Flow("tls", "192.0.2.7", 5061),
+        ),
+        # ;transport= and a missing port
+        (
+            "sip:u@192.0.2.7;transport=TCP",
+            "sip:u@192.0.2.7:5060;transport=tcp",
+            "sip:u@192.0.2.7",
+            Flow("tcp", "192.0.2.7", 5060),
+        ),
+        # an escaped '@' stays in the user part, escaped
+        (
+            "sip:a%40b@192.0.2.7:7",
+            "sip:a%40b@192.0.2.7:7;transport=udp",
+            "sip:a%40b@192.0.2.7:7",
+            Flow("udp", "192.0.2.7", 7),
+        ),
+        # upper-case scheme and host: lowered; the user is case-sensitive (§19.1.4)
+        (
+            "<SIP:Bob@IMS.Example.NET>;expires=5",
+            "sip:Bob@ims.example.net:5060;transport=udp",
+            "sip:Bob@ims.example.net",
+            None,
+        ),
+        # tel: is not a SIP URI: no flow, no SIP key
+        (
+            "tel:+1-555-0100;phone-context=x",
+            "tel:+1-555-0100;phone-context=x",
+            "tel:+15550100",
+            None,
+        ),
+    ],
+)
+def test_keys_agree_with_sip_uri(uri: str, contact: str, aor: str, flow: Flow | None) -> None:
+    assert contact_key(uri) == contact
+    assert aor_key(uri) == aor
+    assert flow_of_uri(uri) == flow
+    inner = uri[1 : uri.index(">")] if uri.startswith("<") else uri
+    u = SipUri.parse(inner)
+    if u.scheme == "tel":
+        return
+    # The key, read back by SipUri, names what SipUri read: same scheme and user, the same
+    # host up to case and IPv6 spelling, the port or its default, TLS for a secure URI.
+    k = SipUri.parse(contact)
+    port = u.port if u.port is not None else u.default_port
+    assert (k.scheme, k.user, k.port) == (u.scheme, u.user, port)
+    assert k.transport == ("tls" if u.secure else u.transport)
+    assert _host(k.host) == _host(u.host)
+    if flow is not None:
+        assert (flow.transport, flow.host, flow.port) == (k.transport, _host(u.host), port)
+
+
+def _host(h: str) -> str:
+    return str(ipaddress.ip_address(h[1:-1])) if h.startswith("[") else h.lower()
+
+
+@pytest.mark.parametrize("uri", ["sip:a@b@192.0.2.7", "sip:@192.0.2.7", "sip:u@[::1]x"])
+def test_keys_refuse_what_sip_uri_refuses(uri: str) -> None:
+    """A raw '@' in the user part, an empty user, junk after an IPv6 reference: malformed for
+    SipUri, so no key and no flow (the old private parser read `sip:a@b@h` as user `a`)."""
+    with pytest.raises(SipParseError):
+        SipUri.parse(uri)
+    with pytest.raises(SipParseError):
+        contact_key(uri)
+    with pytest.raises(SipParseError):
+        aor_key(uri)
+    assert flow_of_uri(uri) is None
 
 
 # ---- store: create, look up, refresh, re-register, remove --------------------------------

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
+from pcscf_alg.agw.driver import GatewayDriver
 from pcscf_alg.app import App
-from pcscf_alg.calls import CallManager
 from pcscf_alg.config import Config, load_config, parse_config
 from pcscf_alg.li import KeyRecord, load_sink
 from pcscf_alg.mediaplan import Direction, MediaKind
@@ -195,14 +195,15 @@ def _app(path: Path, data: dict[str, Any]) -> App:
     cfg = load_config(str(path))
     app = App(cfg)
     # The call layer without a running gateway: enough to see the policy and sink swaps.
-    app.pcscf.calls = CallManager(
-        app.pcscf,
-        _FakeGateway(),  # type: ignore[arg-type]
-        load_policy(cfg.policy, cfg.file),
-        lambda: None,
-        li=load_sink(cfg.li, cfg.file),
-    )
+    sink = load_sink(cfg.li, cfg.file)
+    app.pcscf.attach_calls(load_policy(cfg.policy, cfg.file), export_keys=sink is not None)
+    app.driver = GatewayDriver(_FakeGateway(), app.pcscf, sink=sink)  # type: ignore[arg-type]
     return app
+
+
+def _sink(app: App) -> object:
+    assert app.driver is not None
+    return app.driver.sink
 
 
 def _reload(app: App) -> dict[str, object]:
@@ -216,7 +217,7 @@ def test_reload_applies_policy_timers_and_li(tmp_path: Path) -> None:
     app = _app(path, {**BASE, "li": sink})
     calls = app.pcscf.calls
     assert calls is not None
-    old_policy, first = calls.policy, calls.li
+    old_policy, first = calls.policy, _sink(app)
     assert isinstance(first, RecordingSink)
 
     data = yaml.safe_load(yaml.safe_dump(BASE))
@@ -238,8 +239,9 @@ def test_reload_applies_policy_timers_and_li(tmp_path: Path) -> None:
     ctx = PolicyContext(None, Direction.ORIGINATING, 0, MediaKind.RTP, "RTP/SAVP")
     assert old_policy.e2ae_not_registered(ctx) is UnnegotiatedAction.REJECT
     assert calls.policy.e2ae_not_registered(ctx) is UnnegotiatedAction.APPLY
-    assert isinstance(calls.li, RecordingSink) and calls.li.name == "second"
-    assert first.closed and not calls.li.closed
+    new_sink = _sink(app)
+    assert isinstance(new_sink, RecordingSink) and new_sink.name == "second"
+    assert first.closed and not new_sink.closed and calls.export_keys
     # new transactions use the new T1 (Timer J = 64*T1 gives the default Retry-After)
     for layer in app.pcscf.layers.values():
         assert layer.timers.T1 == 0.25 and layer.retry_after == 16
@@ -264,7 +266,7 @@ def test_invalid_file_changes_nothing(
     app = _app(path, {**BASE, "li": {"class": f"{__name__}:RecordingSink"}})
     calls = app.pcscf.calls
     assert calls is not None
-    before = (app.cfg, calls.policy, calls.li, [la.timers for la in app.pcscf.layers.values()])
+    before = (app.cfg, calls.policy, _sink(app), [la.timers for la in app.pcscf.layers.values()])
     if text is None:
         data = yaml.safe_load(yaml.safe_dump(BASE))
         data["li"] = {"class": f"{__name__}:RecordingSink", "options": {"name": "other"}}
@@ -284,7 +286,7 @@ def test_invalid_file_changes_nothing(
     assert error.startswith(f"{path}: ") and key in error and reason in error
     assert (result["applied"], result["restart_needed"]) == ([], [])
     assert app.reloads == {"ok": 0, "error": 1}
-    after = (app.cfg, calls.policy, calls.li, [la.timers for la in app.pcscf.layers.values()])
+    after = (app.cfg, calls.policy, _sink(app), [la.timers for la in app.pcscf.layers.values()])
     assert after == before
     assert not any(s.closed for s in RecordingSink.instances)
     # the sink the failed reload would have used was not even created

@@ -9,6 +9,8 @@
 4. Prints the SDP at each hop side by side, with the P-CSCF's decision per stream. Keys redacted.
 5. Sends a few seconds of SRTP from alice (decrypted at the gateway, plain RTP on the core side,
    re-encrypted with bob's key towards bob) and back, and one MSRP message over TLS -> TCP -> TLS.
+
+Run from the repository root: `python -m examples.demo` (what `make demo` does).
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ from pathlib import Path
 
 import pylibsrtp
 
+from examples.scscf import ScscfStub
 from pcscf_alg.agw.certs import GatewayCertificate, load_or_create
 from pcscf_alg.config import load_config
 from pcscf_alg.e2ae import redact_sdp
-from pcscf_alg.labtools.scscf import ScscfStub
 from pcscf_alg.sdp.crypto import parse_crypto
 from pcscf_alg.sdp.model import Sdp
 from pcscf_alg.sip.headers import NameAddr

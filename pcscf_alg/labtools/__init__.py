@@ -1,1 +1,0 @@
-"""Small lab helpers: an S-CSCF stand-in for demos and tests."""
