@@ -56,6 +56,13 @@ system-deps:
 	  echo "installing tshark and sngrep (independent SIP and HEP decoders of the capture tests) from Debian"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq tshark sngrep; }
+	@command -v rtpengine >/dev/null 2>&1 || { \
+	  echo "installing rtpengine-daemon (the rtpengine media backend's tests, userspace) from Debian"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq rtpengine-daemon; }
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server (the shared registration store's tests start their own) from Debian"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }
 
 run: accel
 	$(BIN)/pcscf-alg run --config $(CONFIG)

@@ -29,6 +29,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import os
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Final
 
@@ -74,6 +75,17 @@ def stats(app: DaemonView) -> dict[str, Any]:
     reloads = getattr(app, "reloads", None)
     if reloads is not None:
         out.setdefault("reloads", dict(reloads))
+    # Which process answers: with `sip.workers` > 1 each worker serves admin.port + index and
+    # counts only what it handles (README "Worker processes").
+    worker = getattr(app, "worker", None)
+    out["process"] = {
+        "pid": os.getpid(),
+        "worker": worker.index if worker is not None else None,
+        "workers": worker.count if worker is not None else 1,
+    }
+    # The registration store's back end; Redis adds connected 0/1, its outbox and counters.
+    store_stats = getattr(app.registrations, "stats", None)
+    out["store"] = store_stats() if callable(store_stats) else {"backend": "memory"}
     return out
 
 

@@ -18,7 +18,7 @@ import ipaddress
 import logging
 import math
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -143,7 +143,13 @@ class Pcscf:
         send: Sender,
         *,
         timers: tx.Timers | None = None,
+        addr: dict[Side, tuple[str, int]] | None = None,
+        also_ours: Iterable[tuple[str, int]] = (),
     ) -> None:
+        """`addr`: the address per side we name in Via, Record-Route, Path and Warning
+        (default: the listeners; a worker process names its own ports, pcscf_alg/workers.py).
+        `also_ours`: more addresses that are ours (every worker's own ports), recognised with
+        the listeners and `addr` in Route and Request-URI."""
         self.cfg = cfg
         self.reg = registrations
         self._send = send
@@ -156,10 +162,14 @@ class Pcscf:
             )
             for side in (Side.ACCESS, Side.CORE)
         }
-        self.addr: dict[Side, tuple[str, int]] = {
+        listeners = {
             Side.ACCESS: (cfg.sip.access.host, cfg.sip.access.port),
             Side.CORE: (cfg.sip.core.host, cfg.sip.core.port),
         }
+        self.addr: dict[Side, tuple[str, int]] = dict(addr) if addr is not None else listeners
+        self.ours: frozenset[tuple[str, int]] = frozenset(
+            {*listeners.values(), *self.addr.values(), *also_ours}
+        )
         self.counters = Counters()
         # Messages received, by (side, method, status) for /metrics: a response is named by
         # its CSeq method, a request has status 0; unknown methods count as "other" so that
@@ -308,7 +318,7 @@ class Pcscf:
         self.calls = CallLayer(
             self.reg,
             policy,
-            ours=self.addr.values(),
+            ours=self.ours,
             egress_allowed=self.egress_allowed,
             anchor_all=anchor_all,
             export_keys=export_keys,
@@ -471,9 +481,9 @@ class Pcscf:
             msg.headers.prepend("Via", str(via))
 
     def _is_us(self, uri: SipUri) -> bool:
-        host = uri.host.strip("[]")
-        port = uri.port or 5060
-        return any(host == h and port == p for h, p in self.addr.values())
+        # The listeners and, with worker processes, every worker's own ports (a Route or
+        # Request-URI naming a sibling worker is ours too).
+        return (uri.host.strip("[]"), uri.port or 5060) in self.ours
 
     def _for_us(self, msg: SipMessage) -> bool:
         """No Route left and the Request-URI names one of our listeners."""

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import resource
 import signal
 import time
@@ -27,6 +28,7 @@ from pcscf_alg.registration import InMemoryRegistrationStore, RegistrationStore
 from pcscf_alg.reload import ReloadPlan, plan_reload
 from pcscf_alg.sip.transaction import Peer
 from pcscf_alg.transport import SideTransport, fd_budget
+from pcscf_alg.workers import WorkerSlot
 
 log = logging.getLogger(__name__)
 # Every SIP message received and sent, at DEBUG (redacted): `pcscf_alg.wire` so that an operator
@@ -41,12 +43,38 @@ class App:
         registrations: RegistrationStore | None = None,
         *,
         log_level_override: str | None = None,
+        worker: WorkerSlot | None = None,
     ) -> None:
         self.cfg = cfg
+        # One of `sip.workers` processes (pcscf_alg/workers.py): shared listeners with
+        # SO_REUSEPORT, its own ports named in Via/Record-Route/Path, its slice of the gateway's
+        # ports, its admin endpoint on admin.port + index. None: the single process.
+        self.worker = worker
         # `pcscf-alg run --log-level`: the command line wins over `log.level`, on reloads too.
         self.log_level_override = log_level_override
-        self.registrations = registrations or InMemoryRegistrationStore()
-        self.pcscf = Pcscf(cfg, self.registrations, self._send)
+        # The registration store: the one given (tests), else `registration.store` (memory, or
+        # a cache kept in step with Redis by `store_sync`, started in `start()`).
+        self.store_sync: Any = None
+        if registrations is None and cfg.registration.store.backend == "redis":
+            from pcscf_alg.registration_redis import RedisRegistrationStore, RedisSync
+
+            redis_store = RedisRegistrationStore(cfg.registration.store.outbox_max)
+            self.store_sync = RedisSync(redis_store, cfg.registration.store)
+            registrations = redis_store
+        # `is None`, not `or`: a store is falsy while empty (`__len__`).
+        self.registrations = (
+            registrations if registrations is not None else InMemoryRegistrationStore()
+        )
+        if worker is not None:
+            self.pcscf = Pcscf(
+                cfg,
+                self.registrations,
+                self._send,
+                addr=worker.own(cfg.sip),
+                also_ours=worker.all_own(cfg.sip),
+            )
+        else:
+            self.pcscf = Pcscf(cfg, self.registrations, self._send)
         self.transports: dict[Side, SideTransport] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -70,6 +98,10 @@ class App:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         s = self.cfg.sip
+        if self.store_sync is not None:
+            # Before the listeners: the bindings Redis holds are loaded (bounded by
+            # `registration.store.start_timeout_s`; without Redis we start anyway, empty).
+            await self.store_sync.start()
         await self._start_media()
         max_conns = self._fit_fd_limit()
         for side, lst in ((Side.ACCESS, s.access), (Side.CORE, s.core)):
@@ -87,6 +119,12 @@ class App:
                 max_message_bytes=s.max_message_bytes,
                 on_send_failure=self._failure_handler(side),
                 on_too_large=self._too_large_handler(side),
+                # Worker processes: the listener shared by all (SO_REUSEPORT) and this worker's
+                # own port; UDP requests towards the core leave from the own port (named in
+                # our Via), towards UEs from the shared one (the address they registered with).
+                reuse_port=self.worker is not None,
+                own_port=self.worker.own(s)[side][1] if self.worker is not None else None,
+                udp_send_own=side is Side.CORE,
             )
             await t.start()
             self.transports[side] = t
@@ -94,7 +132,10 @@ class App:
         if self.cfg.admin.enabled:
             from pcscf_alg.admin import AdminServer
 
-            self.admin = AdminServer(self, self.cfg.admin.host, self.cfg.admin.port)
+            port = self.cfg.admin.port
+            if self.worker is not None:
+                port = self.worker.admin_port(port)  # worker i: admin.port + i
+            self.admin = AdminServer(self, self.cfg.admin.host, port)
             await self.admin.start()
         compiled = len(_accel.active())
         log.info(
@@ -155,10 +196,15 @@ class App:
         from pcscf_alg.policy import load_policy
 
         cfg = self.cfg
-        agw_cfg = parse_agw_config(cfg.agw, cfg.file)
+        agw_cfg = self._agw_config(parse_agw_config(cfg.agw, cfg.file))
         policy = load_policy(cfg.policy, cfg.file)
         sink = load_sink(cfg.li, cfg.file)
-        gw = InProcessGateway(agw_cfg)
+        gw: Any = InProcessGateway(agw_cfg)
+        if agw_cfg.backend == "rtpengine":
+            # RTP streams in rtpengine over ng, MSRP in the embedded relay (docs/design.md §3)
+            from pcscf_alg.agw.rtpengine import RtpengineGateway, SplitGateway
+
+            gw = SplitGateway(RtpengineGateway(agw_cfg), gw)
         await gw.start()
         self.gateway = gw
         self.pcscf.attach_calls(
@@ -166,6 +212,15 @@ class App:
         )
         self.driver = GatewayDriver(gw, self.pcscf, sink=sink, after=self.kick)
         gw.set_event_handler(self._on_gateway_event)
+
+    def _agw_config(self, agw_cfg: Any) -> Any:
+        """A worker's gateway draws its ports from its own slice of `agw.rtp_ports` and
+        `agw.msrp_ports` (pcscf_alg/workers.py), never from a sibling's."""
+        if self.worker is None:
+            return agw_cfg
+        from pcscf_alg.workers import agw_slice
+
+        return agw_slice(agw_cfg, self.worker, self.cfg.file)
 
     def _on_gateway_event(self, ev: Any) -> None:
         try:
@@ -188,11 +243,11 @@ class App:
         pcscf = self.pcscf
         loop = asyncio.get_running_loop()
 
-        local = self._listener(side)
-
         def on_message(
             data: bytes, transport: str, host: str, port: int, conn_id: int | None
         ) -> None:
+            if self.capture is not None or wire_log.isEnabledFor(logging.DEBUG):
+                local = self._listener(side, transport, conn_id)
             # Captured and logged before processing: a message shows up before what it causes.
             if self.capture is not None:
                 self.capture.capture(data, transport, (host, port), local, time.time())
@@ -220,23 +275,26 @@ class App:
 
         return on_failure
 
-    def _listener(self, side: Side) -> tuple[str, int]:
+    def _listener(
+        self, side: Side, transport: str = "udp", conn_id: int | None = None
+    ) -> tuple[str, int]:
+        """The local address of a message (a worker's UDP socket: shared or own)."""
         lst = self.cfg.sip.access if side is Side.ACCESS else self.cfg.sip.core
-        return lst.host, lst.port
+        t = self.transports.get(side)
+        return lst.host, t.local_port(transport, conn_id) if t is not None else lst.port
 
     def _send(self, side: Side, data: bytes, peer: Peer) -> None:
         t = self.transports.get(side)
         if t is None:
             return
         t.send(data, peer.transport, peer.host, peer.port, peer.conn_id)
-        # Source: the side's listener (UDP is sent from it; an outgoing TCP connection's
-        # ephemeral port is not known here, the listener names the side all the same).
+        # Source: the side's UDP socket it left from; an outgoing TCP connection's ephemeral
+        # port is not known here, the listener names the side all the same.
         if self.capture is not None:
-            self.capture.capture(
-                data, peer.transport, self._listener(side), (peer.host, peer.port), time.time()
-            )
+            local = self._listener(side, peer.transport, peer.conn_id)
+            self.capture.capture(data, peer.transport, local, (peer.host, peer.port), time.time())
         if wire_log.isEnabledFor(logging.DEBUG):
-            local = self._listener(side)
+            local = self._listener(side, peer.transport, peer.conn_id)
             _log_wire("sent", side, peer.transport, local, (peer.host, peer.port), data)
 
     def arm_timer(self) -> None:
@@ -350,7 +408,7 @@ class App:
         changed = set(plan.applied)
         agw_cfg = None
         if any(k.startswith("agw.") for k in changed):
-            agw_cfg = parse_agw_config(plan.config.agw, file)
+            agw_cfg = self._agw_config(parse_agw_config(plan.config.agw, file))
         new_sink = None
         li_changed = any(k.startswith("li.") for k in changed)
         if li_changed:
@@ -419,6 +477,8 @@ class App:
                 await self.gateway.close()
         if self.capture is not None:
             self.capture.close()
+        if self.store_sync is not None:
+            await self.store_sync.stop()  # what waits in the outbox is written first (bounded)
         self.stopped.set()
 
 
@@ -451,30 +511,48 @@ def _log_wire(
     )
 
 
-async def serve(cfg: Config, log_level_override: str | None = None) -> None:
-    """Run until SIGTERM/SIGINT, then shut down cleanly."""
-    app = App(cfg, log_level_override=log_level_override)
-    await app.start()
+async def serve(
+    cfg: Config, log_level_override: str | None = None, worker: WorkerSlot | None = None
+) -> None:
+    """Run until SIGTERM/SIGINT, then shut down cleanly. A worker process (`worker`) stops on
+    SIGTERM from its supervisor, or when the supervisor is gone; Ctrl-C in a terminal reaches
+    the supervisor, which stops the workers in order."""
     loop = asyncio.get_running_loop()
+    if worker is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    app = App(cfg, log_level_override=log_level_override, worker=worker)
+    await app.start()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM,) if worker is not None else (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     # Live reload (issue 13); `systemctl reload` sends it (ExecReload).
     loop.add_signal_handler(signal.SIGHUP, app.reload_soon)
-    print("pcscf-alg ready", flush=True)
+    parent_watch = None
+    if worker is not None:
+        from pcscf_alg.workers import watch_parent
+
+        parent_watch = watch_parent(stop)
+        # The supervisor prints "pcscf-alg ready" once every worker is.
+        print(f"pcscf-alg worker {worker.index} ready (pid {os.getpid()})", flush=True)
+    else:
+        print("pcscf-alg ready", flush=True)
     # systemd Type=notify: ready once both listeners and the gateway are up (sd_notify(3)).
     sdnotify.notify("READY=1\nSTATUS=serving")
     await stop.wait()
+    if parent_watch is not None:
+        parent_watch.cancel()
     log.info("shutting down")
     sdnotify.notify("STOPPING=1")
     await app.stop()
 
 
-def run(cfg: Config, log_level_override: str | None = None) -> None:
+def run(
+    cfg: Config, log_level_override: str | None = None, worker: WorkerSlot | None = None
+) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(serve(cfg, log_level_override))
+        asyncio.run(serve(cfg, log_level_override, worker))
         return
     # uvloop: measured 3-4x faster than the stock loop for UDP work on this machine.
-    uvloop.run(serve(cfg, log_level_override))
+    uvloop.run(serve(cfg, log_level_override, worker))

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -34,6 +35,9 @@ def _validate_all(cfg: Config) -> None:
         pass
     else:
         load_policy(cfg.policy, cfg.file)
+    from pcscf_alg.workers import check_config
+
+    check_config(cfg)  # what sip.workers > 1 asks of agw: (per-worker port slices)
     from pcscf_alg.li import load_sink
 
     sink = load_sink(cfg.li, cfg.file)
@@ -161,10 +165,35 @@ def format_status(bindings: list[dict[str, Any]], calls: list[dict[str, Any]]) -
     return "\n".join(lines)
 
 
+def worker_admins(admin: str) -> list[str]:
+    """The admin endpoints of every worker of the daemon that `admin` belongs to (README
+    "Worker processes": worker i serves admin.port + i and says which it is in /stats), or
+    just `admin` for a single process."""
+    st = _admin_request(admin, "/stats")
+    proc = st.get("process") if isinstance(st, dict) else None
+    index = proc.get("worker") if isinstance(proc, dict) else None
+    count = proc.get("workers") if isinstance(proc, dict) else None
+    if not isinstance(index, int) or not isinstance(count, int) or count <= 1:
+        return [admin]
+    u = urllib.parse.urlsplit(admin)
+    if u.port is None:
+        return [admin]
+    first = u.port - index
+    host = u.hostname or "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    return [
+        urllib.parse.urlunsplit(u._replace(netloc=f"{host}:{first + i}")) for i in range(count)
+    ]
+
+
 def cmd_status(admin: str) -> int:
+    """Bindings (one store, shared by every worker) and the calls of every worker."""
     try:
+        admins = worker_admins(admin)
         bindings = _admin_request(admin, "/registrations")
-        calls = _admin_request(admin, "/calls")
+        calls = []
+        for url in admins:
+            calls += _admin_request(url, "/calls")
     except AdminError as e:
         print(f"pcscf-alg status: {e}", file=sys.stderr)
         return 2
@@ -173,7 +202,23 @@ def cmd_status(admin: str) -> int:
 
 
 def cmd_reload(admin: str) -> int:
-    """POST /reload; exit 0 when the new config is in force, 1 with the error when not."""
+    """POST /reload to the daemon (to every worker); exit 0 when the new config is in force
+    everywhere, 1 with the error when not."""
+    try:
+        admins = worker_admins(admin)
+    except AdminError as e:
+        print(f"pcscf-alg reload: {e}", file=sys.stderr)
+        return 2
+    if len(admins) == 1:
+        return _reload_one(admins[0])
+    rc = 0
+    for i, url in enumerate(admins):
+        print(f"worker {i} ({url}):")
+        rc = max(rc, _reload_one(url))
+    return rc
+
+
+def _reload_one(admin: str) -> int:
     try:
         res = _admin_request(admin, "/reload", post=True, timeout=30.0)
     except AdminError as e:
@@ -203,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument(
         "--log-level", choices=LOG_LEVELS, type=str.lower, help="overrides log.level of the config"
     )
+    # Internal: how the supervisor of `sip.workers` > 1 starts worker i (pcscf_alg/workers.py).
+    r.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
     for name, what in (
         ("status", "bindings and calls of a running daemon, as tables"),
         ("reload", "make a running daemon re-read its config file (POST /reload)"),
@@ -230,8 +277,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.file}: OK")
         return 0
     if args.cmd == "run":
+        from pcscf_alg.workers import WorkerSlot, worker_config
+
+        slot = None
         try:
-            cfg = _load(args.config)
+            if args.worker_index is not None:
+                # A worker process started by the supervisor (pcscf_alg/workers.py).
+                if args.config is None:
+                    raise ConfigError("<command line>", "--worker-index", "needs --config FILE")
+                cfg = load_config(args.config)
+                slot = WorkerSlot(args.worker_index, cfg.sip.workers)
+                cfg = worker_config(args.config, slot)
+                _validate_all(cfg)
+            else:
+                cfg = _load(args.config)
         except ConfigError as e:
             print(f"config error: {e}", file=sys.stderr)
             return 2
@@ -239,9 +298,17 @@ def main(argv: list[str] | None = None) -> int:
             cfg = dataclasses.replace(cfg, log_level=args.log_level.upper())
         # log.format text|json, keys redacted in both (pcscf_alg/logs.py).
         setup_logging(cfg.log_level, cfg.log_format)
+        level = args.log_level.upper() if args.log_level else None
+        if slot is None and cfg.sip.workers > 1:
+            from pcscf_alg.workers import supervise
+
+            return supervise(cfg, level)
         from pcscf_alg.app import run
 
-        run(cfg, args.log_level.upper() if args.log_level else None)
+        if slot is None:
+            run(cfg, level)
+        else:
+            run(cfg, level, slot)
         return 0
     if args.cmd == "status":
         return cmd_status(args.admin)

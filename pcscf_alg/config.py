@@ -14,7 +14,7 @@ Other sections: `registration:`, `e2ae:`, `agw:` (pcscf_alg.agw.config), `policy
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,49 @@ class SipConfig:
     # rest of the operator's core). Anything else is refused (403) or dropped: the core side
     # is trusted with terminating calls and in-dialog requests, so it must not be open to all.
     core_networks: tuple[str, ...] = ("0.0.0.0/0", "::/0")
+    # Worker processes (pcscf_alg/workers.py, README "Worker processes"): N processes share the
+    # access and core listeners (SO_REUSEPORT); worker i also listens on its own ports
+    # `worker_ports.access + i` and `worker_ports.core + i` and names them in its Via,
+    # Record-Route and Path, so that what follows an initial request comes back to it.
+    # None: each listener's port + 1 (resolved at load).
+    workers: int = 1
+    worker_ports: WorkerPorts | None = None
+
+    def worker_port_bases(self) -> WorkerPorts:
+        """The first own port of each side (worker 0's); worker i has base + i."""
+        if self.worker_ports is not None:
+            return self.worker_ports
+        return WorkerPorts(self.access.port + 1, self.core.port + 1)
+
+
+# sip.workers at most: more processes than this machine has cores only adds context switches;
+# the cap bounds the ports each worker takes (own SIP ports, admin ports, gateway slices).
+MAX_WORKERS = 64
+
+
+@dataclass(frozen=True)
+class WorkerPorts:
+    access: int
+    core: int
+
+
+@dataclass(frozen=True)
+class RegistrationStoreConfig:
+    # Where bindings live (pcscf_alg/registration_redis.py, README "Registrations on Redis"):
+    # `memory` (this process only, lost on restart) or `redis` (a local cache written through
+    # to Redis and kept fresh by pub/sub: shared by several daemons, kept across restarts).
+    # Every key here needs a restart.
+    backend: str = "memory"
+    # redis://, rediss:// or unix://; out of repr: it may hold a password.
+    url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    prefix: str = "pcscf-alg:"  # of every key and of the pub/sub channel
+    # Binding changes waiting for Redis, one per binding (its latest state); past this the
+    # oldest is dropped and counted (`outbox_dropped`).
+    outbox_max: int = 100_000
+    timeout_s: float = 2.0  # connect and each Redis command
+    start_timeout_s: float = 5.0  # the initial load at start; after it the daemon starts anyway
+    reconnect_max_s: float = 5.0  # the reconnection backoff doubles up to this
+    retry_after_s: int = 10  # Retry-After of the 503 to a REGISTER while Redis cannot be written
 
 
 @dataclass(frozen=True)
@@ -93,6 +136,7 @@ class RegistrationConfig:
     # retries at once must not keep the P-CSCF in a tight loop.
     secagree_max_failures: int = 5
     secagree_window_s: float = 60.0
+    store: RegistrationStoreConfig = field(default_factory=RegistrationStoreConfig)
 
 
 @dataclass(frozen=True)
@@ -295,6 +339,162 @@ def _capture(top: _Reader) -> CaptureConfig:
     )
 
 
+_STORE_PREFIX_BAD = set("*?[]\\") | {chr(c) for c in range(33)} | {"\x7f"}
+
+
+def _redis_url(file: str, key: str, url: str) -> str:
+    """A Redis URL as redis-py reads it; the error never repeats it (it may hold a password)."""
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(url)
+        port, db = u.port, u.path.strip("/")
+    except ValueError as e:
+        raise ConfigError(file, key, f"not a Redis URL: {e}") from None
+    if u.scheme in ("redis", "rediss"):
+        if not u.hostname:
+            raise ConfigError(file, key, "a redis:// or rediss:// URL needs a host")
+        if port is not None and not 1 <= port <= 65535:
+            raise ConfigError(file, key, f"port must be between 1 and 65535, got {port}")
+        if db and not db.isdigit():
+            raise ConfigError(file, key, f"the path must be a database number, got {db!r}")
+    elif u.scheme == "unix":
+        if not u.path:
+            raise ConfigError(file, key, "a unix:// URL needs a socket path")
+    else:
+        raise ConfigError(file, key, "must be a redis://, rediss:// or unix:// URL")
+    return url
+
+
+def _registration_store(rg: _Reader) -> RegistrationStoreConfig:
+    st = rg.sub(
+        "store",
+        {
+            "backend",
+            "url",
+            "prefix",
+            "outbox_max",
+            "timeout_s",
+            "start_timeout_s",
+            "reconnect_max_s",
+            "retry_after_s",
+        },
+    )
+    backend = st.get_str("backend", "memory")
+    if backend not in ("memory", "redis"):
+        raise ConfigError(st.file, st.key("backend"), f"must be memory or redis, got {backend!r}")
+    prefix = st.get_str("prefix", "pcscf-alg:")
+    # The prefix is matched by SCAN (a glob): no glob characters, no spaces or controls.
+    if len(prefix) > 64 or any(c in _STORE_PREFIX_BAD for c in prefix):
+        raise ConfigError(
+            st.file,
+            st.key("prefix"),
+            f"must be at most 64 printable characters without spaces or * ? [ ] \\, got {prefix!r}",
+        )
+    return RegistrationStoreConfig(
+        backend=backend,
+        url=_redis_url(st.file, st.key("url"), st.get_str("url", "redis://127.0.0.1:6379/0")),
+        prefix=prefix,
+        outbox_max=st.get_int("outbox_max", 100_000, 1, 10_000_000),
+        timeout_s=st.get_float("timeout_s", 2.0, 0.05, 60.0),
+        start_timeout_s=st.get_float("start_timeout_s", 5.0, 0.0, 600.0),
+        reconnect_max_s=st.get_float("reconnect_max_s", 5.0, 0.05, 300.0),
+        retry_after_s=st.get_int("retry_after_s", 10, 1, 86400),
+    )
+
+
+def same_host(a: str, b: str) -> bool:
+    """Whether sockets bound on `a` and `b` can clash: the same address, or a wildcard."""
+    wild = ("0.0.0.0", "::")
+    return a == b or a in wild or b in wild
+
+
+def _worker_ports(s: _Reader, sip: SipConfig) -> SipConfig:
+    """`sip.worker_ports: {access, core}`: validated, resolved (default: listener port + 1).
+    Worker i's own ports are base + i on each side; they must not hit a listener or each
+    other (the gateway's ranges are checked by pcscf_alg.workers.check_config)."""
+    n = sip.workers
+    w = s.sub("worker_ports", {"access", "core"})
+    bases = {}
+    for side, lst in (("access", sip.access), ("core", sip.core)):
+        bases[side] = w.get_int(side, lst.port + 1, 1, 65535) if side in w.data else lst.port + 1
+        if bases[side] + n - 1 > 65535:
+            raise ConfigError(
+                s.file,
+                w.key(side) if side in w.data else "sip.workers",
+                f"worker ports {bases[side]}..{bases[side] + n - 1} go past 65535",
+            )
+    ports = WorkerPorts(bases["access"], bases["core"])
+    # Kept as written (None: derived from the listeners by `worker_port_bases`), so that a
+    # reload that moves a listener does not report an untouched worker_ports as changed.
+    given = ports if w.data else None
+    if n == 1:
+        return replace(sip, worker_ports=given)
+    own = {
+        "access": (sip.access.host, range(ports.access, ports.access + n)),
+        "core": (sip.core.host, range(ports.core, ports.core + n)),
+    }
+    listeners = {"sip.access": sip.access, "sip.core": sip.core}
+    for side, (host, rng) in own.items():
+        key = w.key(side) if side in w.data else "sip.workers"
+        for name, lst in listeners.items():
+            if same_host(host, lst.host) and lst.port in rng:
+                raise ConfigError(
+                    s.file,
+                    key,
+                    f"worker {side} ports {rng.start}..{rng.stop - 1} include {name}.port "
+                    f"{lst.port}: choose sip.worker_ports.{side} clear of the listeners",
+                )
+    (ah, ar), (ch, cr) = own["access"], own["core"]
+    if same_host(ah, ch) and set(ar) & set(cr):
+        raise ConfigError(
+            s.file,
+            "sip.worker_ports.core" if "core" in w.data else "sip.workers",
+            f"worker core ports {cr.start}..{cr.stop - 1} overlap the worker access ports "
+            f"{ar.start}..{ar.stop - 1}",
+        )
+    return replace(sip, worker_ports=given)
+
+
+def _check_workers(
+    file: str, sip: SipConfig, registration: RegistrationConfig, admin: AdminConfig
+) -> None:
+    """What `sip.workers` > 1 asks of the other sections."""
+    n = sip.workers
+    # Any worker may receive a UE's originating request or the core's terminating one for a
+    # UE another worker registered: every worker must see every binding.
+    if registration.store.backend != "redis":
+        raise ConfigError(
+            file,
+            "sip.workers",
+            f"{n} workers need a shared registration store: set registration.store.backend: "
+            f"redis (got {registration.store.backend!r})",
+        )
+    if admin.enabled:
+        # Worker i serves its own admin endpoint on admin.port + i.
+        last = admin.port + n - 1
+        if last > 65535:
+            raise ConfigError(
+                file, "admin.port", f"workers' admin ports {admin.port}..{last} go past 65535"
+            )
+        bases = sip.worker_port_bases()
+        taken = [
+            (sip.access.host, range(sip.access.port, sip.access.port + 1)),
+            (sip.core.host, range(sip.core.port, sip.core.port + 1)),
+            (sip.access.host, range(bases.access, bases.access + n)),
+            (sip.core.host, range(bases.core, bases.core + n)),
+        ]
+        mine = range(admin.port, last + 1)
+        for host, rng in taken:
+            if sip.tcp and same_host(admin.host, host) and set(rng) & set(mine):
+                raise ConfigError(
+                    file,
+                    "admin.port",
+                    f"workers' admin ports {admin.port}..{last} overlap SIP ports "
+                    f"{rng.start}..{rng.stop - 1}",
+                )
+
+
 def parse_config(data: Any, file: str) -> Config:
     """Validate a parsed YAML document. Sections owned by other layers are checked by them."""
     top = _Reader(file, data, "", _TOP_KEYS)
@@ -319,6 +519,8 @@ def parse_config(data: Any, file: str) -> Config:
             "hosts",
             "egress_networks",
             "core_networks",
+            "workers",
+            "worker_ports",
         },
         required=True,
     )
@@ -360,7 +562,9 @@ def parse_config(data: Any, file: str) -> Config:
         hosts=_hosts(file, s.data.get("hosts")),
         egress_networks=_networks(file, "sip.egress_networks", s.data.get("egress_networks")),
         core_networks=_networks(file, "sip.core_networks", s.data.get("core_networks")),
+        workers=s.get_int("workers", 1, 1, MAX_WORKERS),
     )
+    sip = _worker_ports(s, sip)
     if not (sip.udp or sip.tcp):
         raise ConfigError(file, "sip.udp", "at least one of sip.udp and sip.tcp must be true")
     if sip.tcp_max_connections_per_ip > sip.tcp_max_connections:
@@ -385,6 +589,7 @@ def parse_config(data: Any, file: str) -> Config:
             "sweep_interval_s",
             "secagree_max_failures",
             "secagree_window_s",
+            "store",
         },
     )
     registration = RegistrationConfig(
@@ -393,6 +598,7 @@ def parse_config(data: Any, file: str) -> Config:
         sweep_interval_s=rg.get_float("sweep_interval_s", 5.0, 0.05, 3600.0),
         secagree_max_failures=rg.get_int("secagree_max_failures", 5, 1, 1000),
         secagree_window_s=rg.get_float("secagree_window_s", 60.0, 1.0, 86400.0),
+        store=_registration_store(rg),
     )
     dg = top.sub("dialogs", {"idle_timeout_s"})
     dialogs = DialogConfig(idle_timeout_s=dg.get_float("idle_timeout_s", 7200.0, 1.0, 7 * 86400.0))
@@ -408,6 +614,8 @@ def parse_config(data: Any, file: str) -> Config:
         host=_ip(file, "admin.host", a.get_str("host", "127.0.0.1")),
         port=a.get_int("port", 5090, 1, 65535),
     )
+    if sip.workers > 1:
+        _check_workers(file, sip, registration, admin)
     lg = top.sub("log", {"level", "format"})
     level = lg.get_str("level", "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -124,6 +124,11 @@ class StreamRequest:
     access_rtcp_mux: bool = False
     core_rtcp_mux: bool = False
     want_local_fingerprint: bool = False  # TS 23.334 "Local certificate fingerprint Request"
+    # SRTP towards the UE terminated at the gateway (an e2ae RTP stream): the crypto suite the
+    # ALG will use there (K11's for an originating offer, the first one policy offers for a
+    # terminating one). A gateway that supplies its own local SDES crypto (TS 23.334
+    # "Local SDES crypto", rtpengine) makes its key for this suite; None = plain on both sides.
+    ue_suite: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,11 @@ class StreamReservation:
     access: Endpoint
     core: Endpoint
     local_fingerprint: Fingerprint | None = None
+    # Local SDES crypto supplied by the IMS-AGW (TS 23.334 §6.2.10: the AGW may generate its
+    # own key towards the UE): when set, the e2ae engine uses it as K12 (originating) or as the
+    # single K21 it offers (terminating) instead of generating one. None: the ALG generates it
+    # (the embedded gateway).
+    local_key: SrtpKey | None = None
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,14 @@ class DaemonCollector(Collector):
         out: list[Metric] = [self._info()]
         # Each group on its own: a source another engineer is changing must not take the
         # whole scrape down with it.
-        for group in (self._sip, self._transport, self._registrations, self._calls, self._reloads):
+        for group in (
+            self._sip,
+            self._transport,
+            self._registrations,
+            self._store,
+            self._calls,
+            self._reloads,
+        ):
             try:
                 out.extend(group(app))
             except Exception:
@@ -193,6 +200,31 @@ class DaemonCollector(Collector):
         e2ae.add_metric(["rtp"], rtp)
         e2ae.add_metric(["msrp"], msrp)
         yield e2ae
+
+    @staticmethod
+    def _store(app: DaemonView) -> Iterator[Metric]:
+        """The shared registration store (`registration.store.backend: redis`); nothing for the
+        in-memory one."""
+        stats = getattr(app.registrations, "stats", None)
+        if not callable(stats):
+            return
+        st: dict[str, Any] = stats()
+        gauges = {
+            "connected": "1 while the registration store can write to Redis (REGISTERs are "
+            "answered 503 while 0).",
+            "outbox": "Binding changes waiting to be written to Redis.",
+        }
+        for name, v in st.items():
+            if isinstance(v, bool) or not isinstance(v, int):
+                continue
+            if name in gauges:
+                g = _gauge(f"store_{name}", gauges[name])
+                g.add_metric([], v)
+                yield g
+            else:
+                c = _counter(f"store_{name}", f"Registration store: {name} (see /stats 'store').")
+                c.add_metric([], v)
+                yield c
 
     @staticmethod
     def _calls(app: DaemonView) -> Iterator[Metric]:

@@ -120,7 +120,8 @@ class Registrar:
     `config` returns the configuration in force: the `registration:` keys are read on every
     request, so a live reload (`Pcscf.set_config`) applies at once. The Security-Server we
     offer comes from the `e2ae:` keys, which need a restart: it is computed once. `core` is the
-    core listener (host, port) that Path names.
+    (host, port) that Path names: the core listener, or with worker processes the worker's own
+    core port, so that terminating requests reach the worker that registered the UE.
     """
 
     store: RegistrationStore
@@ -147,6 +148,16 @@ class Registrar:
         Raises SipParseError (answered 400) on a malformed Security-Client/-Verify (counted as a
         failed agreement), To or Contact."""
         cfg = self.config()
+        if not self.store.writable():
+            # A shared store that cannot write now (Redis down): the bindings of a 200 could be
+            # lost, so the UE is told to come back (RFC 3261 §21.5.4) while calls to the UEs
+            # already registered go on from the cache (README "Registrations on Redis").
+            return Refusal(
+                503,
+                "Service Unavailable",
+                warning="registration store unavailable",
+                extra=[("Retry-After", str(cfg.registration.store.retry_after_s))],
+            )
         retry = self.secagree_throttled(source.host, now)
         if retry is not None:
             return Refusal(

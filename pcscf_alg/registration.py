@@ -30,18 +30,20 @@ same protocol without touching callers, as a *write-through cache*:
 
 * reads (`by_flow`, `by_contact`, `by_impu`) are answered from an `InMemoryRegistrationStore`
   held inside the Redis store;
-* writes (`upsert`, `remove`, `sweep`) update that local copy synchronously and append the change
-  to an outbox; an asyncio task owned by the adapter layer drains the outbox to Redis (one HSET /
-  DEL per binding, keyed by (impu_key, contact_key), with a TTL equal to the binding's expiry)
-  and publishes it on a pub/sub channel;
+* writes (`upsert`, `remove`) update that local copy synchronously and append the change
+  to an outbox; an asyncio task owned by the adapter layer drains the outbox to Redis (one SET /
+  DEL per binding, keyed by (impu_key, contact_key), with a key expiry at the binding's expiry)
+  and publishes it on a pub/sub channel; `sweep` is local (Redis expires the key itself);
 * the same task subscribes to that channel and applies other nodes' changes to the local copy
-  (`upsert` / `remove` are idempotent, latest REGISTER wins by `registered_at` ordering), and
+  (`upsert` / `remove` are idempotent, the latest write published wins), and
   loads the full set at start-up.
 
 This keeps the sans-IO rule (the store itself does no I/O), the O(1) local look-ups, and the
-callers unchanged. A node only handles flows that reach it, so a replication delay is harmless for
-originating requests; for terminating requests the Path header already routes to the P-CSCF
-that owns the flow.
+callers unchanged. A node only handles flows that reach it, so a replication delay is harmless
+for originating requests; for terminating requests the Path header already routes to the
+P-CSCF that owns the flow. Built in `pcscf_alg.registration_redis`
+(`registration.store.backend: redis`); `writable()` tells the registrar when the back end
+cannot take a REGISTER's bindings.
 """
 
 from __future__ import annotations
@@ -351,6 +353,12 @@ class RegistrationStore(Protocol):
         """When the next binding expires (for the adapter's timer), or None when empty."""
         ...
 
+    def writable(self) -> bool:
+        """Whether a REGISTER's bindings can be stored now. False while a shared store cannot
+        write to its back end (look-ups still answer from the cache): the registrar then
+        answers REGISTERs 503 + Retry-After rather than accept bindings it may lose."""
+        ...
+
     def __len__(self) -> int: ...
 
 
@@ -513,6 +521,9 @@ class InMemoryRegistrationStore:
         while heap and self._find(heap[0][2].impu_key, heap[0][2].contact_key) is not heap[0][2]:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
+
+    def writable(self) -> bool:
+        return True  # memory is always there
 
     def bindings(self) -> list[Binding]:
         """Every live binding (for diagnostics and tests)."""

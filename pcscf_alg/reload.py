@@ -14,7 +14,8 @@ what is in progress keeps what it was set up with:
   sink: records from now on go to the new one, the old one is closed), `log:`.
 - `sip.t1`/`t2`/`t4` (RFC 3261 §17 timers started from now on), `sip.max_transactions` and
   `sip.overload_retry_after_s` (the cap new requests meet).
-- `registration:` (every key is read per request or per sweep), `dialogs:` (read per sweep),
+- `registration:` (every key is read per request or per sweep, except `registration.store.*`:
+  the store's back end is chosen and connected at start), `dialogs:` (read per sweep),
   `e2ae.anchor_all` (new offers).
 - `agw.strict_source`, `agw.tls_handshake_timeout_s`, `agw.msrp_idle_timeout_s`,
   `agw.msrp_max_pending_connections`, `agw.max_streams_per_call` (streams reserved from now on).
@@ -68,7 +69,14 @@ class ReloadPlan:
     restart_needed: tuple[str, ...]  # changed keys left as they were until a restart
 
 
+# Sub-sections of a live section that need a restart all the same (dotted YAML names):
+# `registration.store` chooses and connects the registration store's back end at start.
+RESTART_SUBSECTIONS = frozenset({"registration.store"})
+
+
 def is_live(key: str) -> bool:
+    if any(key == s or key.startswith(s + ".") for s in RESTART_SUBSECTIONS):
+        return False
     return key.split(".", 1)[0] in LIVE_SECTIONS or key in LIVE_KEYS
 
 
@@ -97,7 +105,14 @@ def _flatten(cfg: Config) -> dict[str, object]:
             value = _agw(value, cfg.file)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             for g in dataclasses.fields(value):
-                out[f"{name}.{g.name}"] = getattr(value, g.name)
+                v = getattr(value, g.name)
+                sub = f"{name}.{g.name}"
+                if sub in RESTART_SUBSECTIONS and dataclasses.is_dataclass(v):
+                    # a sub-section (`registration.store`): named by its keys
+                    for h in dataclasses.fields(v):
+                        out[f"{name}.{g.name}.{h.name}"] = getattr(v, h.name)
+                else:
+                    out[f"{name}.{g.name}"] = v
         elif isinstance(value, Mapping) or value is None:
             # A section (raw, or an optional one such as `capture:`) is named by its keys: an
             # absent section and an empty one mean the same (defaults).
@@ -141,6 +156,12 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
             changes[name] = new.file
         elif section in LIVE_SECTIONS:
             changes[name] = getattr(new, name)
+            for sub in RESTART_SUBSECTIONS:
+                sec, _, field_name = sub.partition(".")
+                if sec == section:  # keeps what it was started with
+                    changes[name] = dataclasses.replace(
+                        changes[name], **{field_name: getattr(getattr(old, name), field_name)}
+                    )
         elif name == "agw":
             changes[name] = _merge_agw(old, new)
         else:
@@ -156,4 +177,12 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
     return ReloadPlan(dataclasses.replace(old, **changes), applied, restart)
 
 
-__all__ = ["LIVE_KEYS", "LIVE_SECTIONS", "ReloadPlan", "changed_keys", "is_live", "plan_reload"]
+__all__ = [
+    "LIVE_KEYS",
+    "LIVE_SECTIONS",
+    "RESTART_SUBSECTIONS",
+    "ReloadPlan",
+    "changed_keys",
+    "is_live",
+    "plan_reload",
+]

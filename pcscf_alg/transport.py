@@ -2,7 +2,8 @@
 
 Everything protocol-shaped happens in the sans-IO core; this module only moves bytes:
 - UDP: one socket per side; every datagram goes to `on_message` (the core refuses one over
-  `sip.max_message_bytes` with 513).
+  `sip.max_message_bytes` with 513). A worker process (`sip.workers` > 1) has two per side
+  and a second TCP listener: the shared listener (SO_REUSEPORT) and its own port.
 - TCP: a listening socket per side; each connection gets an id and a `StreamFramer` that cuts
   the stream by Content-Length. Responses and in-dialog requests reuse the connection a peer
   opened (RFC 3261 §18.2.2, §18.1.1), looked up by id or by the peer's address; otherwise an
@@ -69,6 +70,13 @@ DEFAULT_MAX_CONNECTIONS = 2048
 DEFAULT_MAX_CONNECTIONS_PER_IP = 32
 DEFAULT_MESSAGE_TIMEOUT_S = 10.0
 DEFAULT_MAX_MESSAGE_BYTES = 32_768
+
+# Worker processes (pcscf_alg/workers.py): a side with an own port has two UDP sockets, the
+# shared listener and the worker's own. The `conn_id` of a datagram (None for UDP otherwise)
+# then names the socket it arrived on, so that its responses leave from it (RFC 3581 §4: from
+# the address and port the request was received on). Negative: never a TCP connection's id.
+UDP_SHARED = -1
+UDP_OWN = -2
 
 # File descriptors kept for everything that is neither a SIP TCP connection nor a media port:
 # the UDP and listening sockets, the admin endpoint and its clients, outgoing SIP TCP
@@ -143,12 +151,13 @@ class _ConnState:
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, owner: SideTransport) -> None:
+    def __init__(self, owner: SideTransport, conn_id: int | None = None) -> None:
         self.owner = owner
+        self.conn_id = conn_id  # UDP_SHARED / UDP_OWN with worker processes, else None
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         try:
-            self.owner.on_message(data, "udp", str(addr[0]), int(addr[1]), None)
+            self.owner.on_message(data, "udp", str(addr[0]), int(addr[1]), self.conn_id)
         except Exception:  # the daemon must survive anything a peer sends
             log.exception("error handling UDP datagram from %s:%s", addr[0], addr[1])
 
@@ -293,7 +302,20 @@ class SideTransport:
         on_send_failure: FailureHandler | None = None,
         on_too_large: MessageHandler | None = None,
         conn_ids: itertools.count[int] | None = None,
+        reuse_port: bool = False,
+        own_port: int | None = None,
+        udp_send_own: bool = False,
     ) -> None:
+        # Worker processes: `reuse_port` binds `port` with SO_REUSEPORT (the listener shared by
+        # every worker; the kernel spreads datagrams and connections over them by a hash of
+        # the addresses); `own_port` is this worker's own UDP socket and TCP listener. UDP
+        # sends that name no socket (requests: conn_id None) leave from the own socket when
+        # `udp_send_own`, else from the shared one.
+        self.reuse_port = reuse_port
+        self.own_port = own_port
+        self.udp_send_own = udp_send_own
+        self._own_udp: asyncio.DatagramTransport | None = None
+        self._own_server: asyncio.AbstractServer | None = None
         self.name = name
         self.host = host
         self.port = port
@@ -325,22 +347,50 @@ class SideTransport:
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        own = self.own_port is not None
         if self.use_udp:
             tr, _ = await self.loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(self.host, self.port)
+                lambda: _UdpProtocol(self, UDP_SHARED if own else None),
+                local_addr=(self.host, self.port),
+                reuse_port=self.reuse_port or None,
             )
             self._udp = tr
-            sock = tr.get_extra_info("socket")
-            if sock is not None:
-                # Bursts of 1000 calls/s: a larger receive buffer avoids kernel drops.
-                for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                    with contextlib.suppress(OSError):
-                        sock.setsockopt(socket.SOL_SOCKET, opt, 4 * 1024 * 1024)
+            if self.own_port is not None:
+                tr, _ = await self.loop.create_datagram_endpoint(
+                    lambda: _UdpProtocol(self, UDP_OWN), local_addr=(self.host, self.own_port)
+                )
+                self._own_udp = tr
+            for udp in (self._udp, self._own_udp):
+                sock = udp.get_extra_info("socket") if udp is not None else None
+                if sock is not None:
+                    # Bursts of 1000 calls/s: a larger receive buffer avoids kernel drops.
+                    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                        with contextlib.suppress(OSError):
+                            sock.setsockopt(socket.SOL_SOCKET, opt, 4 * 1024 * 1024)
         if self.use_tcp:
             self._server = await self.loop.create_server(
-                lambda: _TcpProtocol(self), host=self.host, port=self.port, reuse_address=True
+                lambda: _TcpProtocol(self),
+                host=self.host,
+                port=self.port,
+                reuse_address=True,
+                reuse_port=self.reuse_port or None,
             )
+            if self.own_port is not None:
+                self._own_server = await self.loop.create_server(
+                    lambda: _TcpProtocol(self),
+                    host=self.host,
+                    port=self.own_port,
+                    reuse_address=True,
+                )
         self._sweeper = self.loop.create_task(self._sweep())
+
+    def local_port(self, transport: str, conn_id: int | None) -> int:
+        """The local port a UDP send with `conn_id` leaves from (TCP: the shared listener's,
+        which names the side; an outgoing connection's own port is not tracked)."""
+        own = conn_id == UDP_OWN or (conn_id is None and self.udp_send_own)
+        if transport == "udp" and self.own_port is not None and own:
+            return self.own_port
+        return self.port
 
     # -- connection registry --
     def _admit(self, peer: tuple[str, int]) -> bool:
@@ -447,10 +497,15 @@ class SideTransport:
     # -- sending --
     def send(self, data: bytes, transport: str, host: str, port: int, conn_id: int | None) -> None:
         if transport == "udp":
-            if self._udp is None:
+            udp = self._udp
+            if self._own_udp is not None and (
+                conn_id == UDP_OWN or (conn_id is None and self.udp_send_own)
+            ):
+                udp = self._own_udp
+            if udp is None:
                 log.warning("%s: no UDP listener to send to %s:%s", self.name, host, port)
                 return
-            self._udp.sendto(data, (host, port))
+            udp.sendto(data, (host, port))
             return
         proto = self._conns.get(conn_id) if conn_id is not None else None
         if proto is None:
@@ -524,10 +579,12 @@ class SideTransport:
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-        if self._udp is not None:
-            self._udp.close()
-        if self._server is not None:
-            self._server.close()
+        for udp in (self._udp, self._own_udp):
+            if udp is not None:
+                udp.close()
+        for server in (self._server, self._own_server):
+            if server is not None:
+                server.close()
         for proto in list(self._conns.values()):
             if proto.transport is not None:
                 proto.transport.close()

@@ -14,6 +14,12 @@ agw:
   msrp_max_pending_connections: 8  # unauthenticated connections per MSRP access port
   strict_source: true         # core-side media only from the core's signalled address (below)
   max_streams_per_call: 16    # anchored streams one call may hold; more => 488
+  backend: embedded           # or rtpengine: RTP streams in rtpengine, MSRP stays embedded
+  rtpengine:                  # only read with backend: rtpengine
+    ng: "127.0.0.1:2223"      # rtpengine's --listen-ng (UDP), an IP:port (no DNS on a call)
+    timeout_s: 1.0            # wait for one reply
+    retries: 2                # resends of an unanswered request (same cookie)
+    max_pending: 256          # ng requests awaiting a reply; more => 488
 ```
 """
 
@@ -55,7 +61,35 @@ DEFAULTS: dict[str, Any] = {
     # audio + video + MSRP + T.140 has <= 6; one INVITE must not be able to take hundreds of
     # ports (issue 11 item 9).
     "max_streams_per_call": 16,
+    # `embedded`: every stream in this process (no external part). `rtpengine`: RTP/SRTP streams
+    # in an rtpengine reached over its ng protocol (docs/design.md §3), MSRP still embedded.
+    "backend": "embedded",
+    "rtpengine": None,
 }
+
+BACKENDS = ("embedded", "rtpengine")
+
+RTPENGINE_DEFAULTS: dict[str, Any] = {
+    # rtpengine's usual --listen-ng (the Kamailio module's example and docker_open5gs use 2223).
+    "ng": "127.0.0.1:2223",
+    # One reply on loopback or a LAN takes well under a millisecond; Kamailio's rtpengine module
+    # waits 1 s (rtpengine_tout_ms) and retries. A call set-up sends 4 requests, so rtpengine
+    # being down costs (1 + retries) * timeout_s before the 488.
+    "timeout_s": 1.0,
+    "retries": 2,
+    # Requests in flight at once: a set-up holds one per call being set up; 256 is far above
+    # what one process sets up per reply time, and bounds the table a flood of offers can fill.
+    "max_pending": 256,
+}
+
+
+@dataclass(frozen=True)
+class RtpengineConfig:
+    ng_host: str = "127.0.0.1"
+    ng_port: int = 2223
+    timeout_s: float = 1.0
+    retries: int = 2
+    max_pending: int = 256
 
 
 @dataclass(frozen=True)
@@ -71,6 +105,48 @@ class AgwConfig:
     msrp_max_pending_connections: int = 8
     strict_source: bool = True
     max_streams_per_call: int = 16
+    backend: str = "embedded"
+    rtpengine: RtpengineConfig = RtpengineConfig()
+
+
+def _rtpengine(file: str, section: object) -> RtpengineConfig:
+    if section is None:
+        section = {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(file, "agw.rtpengine", "must be a mapping")
+    for key in section:
+        if key not in RTPENGINE_DEFAULTS:
+            raise ConfigError(file, f"agw.rtpengine.{key}", "unknown key")
+    raw = {**RTPENGINE_DEFAULTS, **section}
+    ng = raw["ng"]
+    where = "agw.rtpengine.ng"
+    if not isinstance(ng, str):
+        raise ConfigError(file, where, 'must be a string "IP:port" ("[IPv6]:port")')
+    host, sep, port_text = ng.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(file, where, f"not an IP:port: {ng!r}") from None
+    if not sep or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigError(file, where, f"port missing or outside 1..65535 in {ng!r}")
+    timeout = raw["timeout_s"]
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise ConfigError(file, "agw.rtpengine.timeout_s", "must be a number of seconds")
+    # Below 10 ms a loaded rtpengine answers late and every request is retried; above 10 s a
+    # dead rtpengine holds the caller's INVITE past its own patience.
+    if not 0.01 <= timeout <= 10:
+        raise ConfigError(file, "agw.rtpengine.timeout_s", "must be between 0.01 and 10")
+    retries = raw["retries"]
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 5:
+        raise ConfigError(file, "agw.rtpengine.retries", "must be an integer between 0 and 5")
+    pending = raw["max_pending"]
+    if isinstance(pending, bool) or not isinstance(pending, int) or not 1 <= pending <= 65536:
+        raise ConfigError(
+            file, "agw.rtpengine.max_pending", "must be an integer between 1 and 65536"
+        )
+    return RtpengineConfig(host, int(port_text), float(timeout), retries, pending)
 
 
 def _host(file: str, key: str, value: object) -> str:
@@ -139,7 +215,12 @@ def parse_agw_config(section: Mapping[str, Any] | None, file: str) -> AgwConfig:
         raise ConfigError(file, "agw.cert_dir", "must be a non-empty path string")
     rtp = _port_range(file, "rtp_ports", raw["rtp_ports"], pairs=True)
     msrp = _port_range(file, "msrp_ports", raw["msrp_ports"], pairs=False)
+    backend = raw["backend"]
+    if backend not in BACKENDS:
+        raise ConfigError(file, "agw.backend", f"must be one of {', '.join(BACKENDS)}")
     return AgwConfig(
+        backend=backend,
+        rtpengine=_rtpengine(file, raw["rtpengine"]),
         access_host=_host(file, "access_host", raw["access_host"]),
         core_host=_host(file, "core_host", raw["core_host"]),
         rtp_ports=rtp,

@@ -18,7 +18,7 @@ from ..mediaplan import (
     StreamReservation,
     ThroughConnection,
 )
-from ..sdp.crypto import CryptoAttr
+from ..sdp.crypto import CryptoAttr, KeyParam
 from ..sdp.fingerprint import usable
 from ..sdp.model import Media, Sdp
 from ..sdp.msrp import MsrpUri, answer_role, peer_role
@@ -374,12 +374,22 @@ def _orig_k12(
     i = so.index
     k11 = so.k11
     assert k11 is not None
-    prev = _prev_rtp(state.previous, i) if state.previous else None
-    k12, kept = _new_tx_key(k11, prev, state.rekey, rng)
-    action = (
-        f"{so.proto_out}->{so.proto}; K12 tag {k12.tag} {k12.suite} "
-        f"{'kept from the last exchange' if kept else 'generated'}"
-    )
+    res = state.reservations.get(i)
+    local = res.local_key if res is not None else None
+    if local is not None:
+        # The gateway made K12 itself (`StreamReservation.local_key`, TS 23.334 §6.2.10): it
+        # must fit step 7 (K11's suite); it goes out with K11's tag, as rtpengine answers it.
+        if local.suite != k11.suite:
+            raise GatewayError(
+                f"gateway key for m-line {i} has suite {local.suite}, K11 has {k11.suite}"
+            )
+        k12 = CryptoAttr(k11.tag, local.suite, (KeyParam("inline", local.key_salt),))
+        how = "supplied by the gateway"
+    else:
+        prev = _prev_rtp(state.previous, i) if state.previous else None
+        k12, kept = _new_tx_key(k11, prev, state.rekey, rng)
+        how = "kept from the last exchange" if kept else "generated"
+    action = f"{so.proto_out}->{so.proto}; K12 tag {k12.tag} {k12.suite} {how}"
     return (
         k12,
         (k11.to_srtp_key(), k12.to_srtp_key()),

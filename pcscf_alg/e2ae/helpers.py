@@ -99,7 +99,8 @@ def _plain_frozen(cls: type, names: tuple[str, ...]) -> bool:
 
 _EP_FAST: Final = _plain_frozen(Endpoint, ("host", "port", "rtcp_port"))
 _SR_FAST: Final = _plain_frozen(
-    StreamRequest, ("index", "kind", "access_rtcp_mux", "core_rtcp_mux", "want_local_fingerprint")
+    StreamRequest,
+    ("index", "kind", "access_rtcp_mux", "core_rtcp_mux", "want_local_fingerprint", "ue_suite"),
 )
 
 

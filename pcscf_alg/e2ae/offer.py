@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from ..errors import GatewayError, SdpError
-from ..mediaplan import Endpoint, StreamReservation
+from ..mediaplan import Endpoint, SrtpKey, StreamReservation
 from ..sdp.attrs import APPLIED_LINE
 from ..sdp.crypto import CryptoAttr, generate_crypto
 from ..sdp.msrp import MsrpUri
@@ -114,7 +114,7 @@ def apply_offer(
                 streams.append(so)
                 continue
             # 7.3.1 step 4: RTP->SRTP, one or more crypto lines (K21) + "offered by network".
-            k21 = _offer_k21(plan, so, rng)
+            k21 = _offer_k21(plan, so, rng, res.local_key)
             m.insert_attrs([c.line() for c in k21] + [APPLIED_LINE])
             streams.append(_with(so, k21=k21))
             continue
@@ -230,8 +230,19 @@ def _offer_state(
     )
 
 
-def _offer_k21(plan: OfferPlan, so: StreamOffer, rng: Rng) -> tuple[CryptoAttr, ...]:
+def _offer_k21(
+    plan: OfferPlan, so: StreamOffer, rng: Rng, local: SrtpKey | None = None
+) -> tuple[CryptoAttr, ...]:
     ctx = _ctx(plan.subscriber, plan.direction, so.index, so.kind, so.proto, plan.flags)
+    if local is not None:
+        # The gateway made its own key towards the UE (`StreamReservation.local_key`, TS 23.334
+        # §6.2.10): it is the one line we offer (7.3.1 step 4 allows one or more), whatever a
+        # previous exchange used, since it is the key the gateway protects with.
+        if local.suite not in plan.policy.allowed_suites(ctx):
+            raise GatewayError(
+                f"gateway key for m-line {so.index} has suite {local.suite}, not allowed"
+            )
+        return (CryptoAttr.from_srtp_key(local),)
     prev = _prev_rtp(plan.previous, so.index)
     if prev is not None and not plan.rekey:
         allowed = set(plan.policy.allowed_suites(ctx))

@@ -110,6 +110,17 @@ def plan_offer(
         if mode is _E2AE_MODE or mode is _PASS:
             kind = so.kind
             mux = so.rtcp_mux
+            # The suite towards the UE, for a gateway that makes its own key there
+            # (`StreamRequest.ue_suite`, rtpengine): K11's (7.2.1 step 7: K12 takes its suite),
+            # else the first one policy offers (7.3.1 step 4).
+            ue_suite: str | None = None
+            if mode is _E2AE_MODE and kind is _RTP:
+                if so.k11 is not None:
+                    ue_suite = so.k11.suite
+                elif not orig:
+                    pctx = _ctx(subscriber, direction, i, kind, so.proto, flags)
+                    offered = policy.offer_suites(pctx)
+                    ue_suite = offered[0] if offered else None
             # Positional: keyword binding makes this frozen dataclass ~2x dearer to build.
             # (index, kind, access_rtcp_mux, core_rtcp_mux, want_local_fingerprint); RFC 5761
             # mux on each leg mirrors what the peers negotiate (docs/e2ae-notes.md §7.1); at
@@ -122,10 +133,13 @@ def plan_offer(
                 d["access_rtcp_mux"] = mux
                 d["core_rtcp_mux"] = mux
                 d["want_local_fingerprint"] = kind is _MSRP and mode is _E2AE_MODE
+                d["ue_suite"] = ue_suite
                 requests.append(req)
             else:  # pragma: no cover - StreamRequest changed shape
                 requests.append(
-                    StreamRequest(i, kind, mux, mux, kind is _MSRP and mode is _E2AE_MODE)
+                    StreamRequest(
+                        i, kind, mux, mux, kind is _MSRP and mode is _E2AE_MODE, ue_suite
+                    )
                 )
     return _tuple_new(
         OfferPlan,
