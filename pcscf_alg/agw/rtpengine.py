@@ -539,8 +539,24 @@ class RtpengineGateway:
                 if st.rejected or st.reservation is None:
                     continue
                 res = self._reservation(st, core_side[pos], ue_side[pos])
-                if res != st.reservation:
-                    raise GatewayError(f"rtpengine changed the ports or key of stream {st.index}")
+                old = st.reservation
+                # RTCP may move: a reservation made for an offer with a=rtcp-mux gives RTCP the
+                # RTP port; an answer that declines mux (RFC 5761 §5.1.1) makes rtpengine open
+                # port+1, which is where the UE sends it (no a=rtcp in our answer: RFC 3605).
+                what = [
+                    name
+                    for name, a, b in (
+                        ("access address", res.access, old.access),
+                        ("core address", res.core, old.core),
+                    )
+                    if (a.host, a.port) != (b.host, b.port)
+                ]
+                if res.local_key != old.local_key:
+                    what.append("key")
+                if what:
+                    raise GatewayError(
+                        f"rtpengine changed the {', '.join(what)} of stream {st.index}"
+                    )
         except BaseException:
             ctx.streams.update(before)  # what rtpengine had: the call layer releases it
             raise

@@ -369,6 +369,44 @@ def test_gateway_reserve_configure_release(rtpe: Rtpengine) -> None:
     asyncio.run(run())
 
 
+def test_an_answer_declining_rtcp_mux_keeps_the_reservation(rtpe: Rtpengine) -> None:
+    """The UE offered a=rtcp-mux, the core's answer declines it (RFC 5761 §5.1.1): rtpengine
+    opens RTCP on port+1 where it had named the RTP port. Found by bench_cps.sh (SIPp's UE offers
+    mux, its UAS does not); before, every such call got 488 "rtpengine changed the ports"."""
+
+    async def run() -> None:
+        gw = RtpengineGateway(_config(rtpe))
+        await gw.start()
+        try:
+            req = StreamRequest(
+                0, MediaKind.RTP, access_rtcp_mux=True, core_rtcp_mux=True, ue_suite=SUITE
+            )
+            (res,) = await gw.reserve("x1", [req])
+            assert res.access.rtcp_port is None  # muxed at reservation (mediaplan.Endpoint)
+            assert res.local_key is not None
+            plan = MediaPlan(
+                (
+                    StreamPlan(
+                        0,
+                        MediaKind.RTP,
+                        StreamMode.E2AE,
+                        ue_remote=Endpoint("127.0.0.1", 41000, 41001),
+                        core_remote=Endpoint("127.0.0.1", 42000, 42001),
+                        rx_key=SrtpKey(SUITE, bytes(30), tag=1, lifetime=2**20, mki=b"\0\0\0\1"),
+                        tx_key=res.local_key,
+                    ),
+                )
+            )
+            await gw.configure("x1", plan)  # mux declined: accepted, RTP ports and key kept
+            await gw.configure("x1", plan)  # the 2xx after a 183 with the same answer
+            await gw.release("x1")
+            assert rtpe.calls() == []
+        finally:
+            await gw.close()
+
+    asyncio.run(run())
+
+
 def test_gateway_media_with_the_reference_srtp(rtpe: Rtpengine) -> None:
     """What rtpengine does with the keys it was given: K11 unprotects, its own key protects."""
     import socket
