@@ -3,7 +3,8 @@
 Each script measures pcscf-alg and its baseline side by side in the same run (ratios, not
 absolute figures, are what carries from one run to the next on a shared machine). The CPS
 comparison against Kamailio and rtpengine needs `apt-get install -y kamailio rtpengine-daemon
-bc`; it is skipped (with a message) when they are missing, as is rtpengine in the SRTP bench.
+redis-server bc`; it is skipped (with a message) when they are missing, as is rtpengine in the
+SRTP bench.
 
     .venv/bin/python -m bench.run_all [--quick] [--only NAME,...]
 """
@@ -46,8 +47,10 @@ def main() -> int:
     failed = []
     for name in names:
         full, quick = BENCHES[name]
-        if name == "cps" and not all(shutil.which(t) for t in ("sipp", "kamailio", "rtpengine")):
-            print(f"== {name}: skipped (needs sip-tester, kamailio, rtpengine-daemon)\n")
+        needs = ("sipp", "kamailio", "rtpengine", "redis-server", "bc")
+        if name == "cps" and not all(shutil.which(t) for t in needs):
+            print(f"== {name}: skipped (needs the Debian packages sip-tester, kamailio, "
+                  "rtpengine-daemon, redis-server, bc)\n")
             continue
         print(f"== {name}", flush=True)
         t0 = time.monotonic()
