@@ -746,7 +746,9 @@ class CallLayer:
             return True
         if tag is None:
             return True
-        key = (call.context_id, tag, f"{method}:{resp.cseq[0]}:{status // 100}")
+        # The exact status: a retransmission of the held response is absorbed, another
+        # response of the same request (a 180 after a held 183) is not.
+        key = (call.context_id, tag, f"{method}:{resp.cseq[0]}:{status}")
         if key in self._holds:
             return False  # a retransmission of a response held for the gateway: it follows
         hold_key.append(key)

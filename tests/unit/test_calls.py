@@ -204,3 +204,18 @@ def test_a_plain_call_needs_no_gateway() -> None:
     p.receive(_invite(plain), Side.ACCESS, Peer("udp", "127.0.0.1", 40000), 1.0)
     assert [s for s, _, _ in wire.take()] == [Side.ACCESS, Side.CORE]  # 100, then forwarded
     assert p.media_effects() == []
+
+
+def test_a_provisional_without_answer_is_not_held_behind_one_with_an_answer() -> None:
+    p, wire = _setup()
+    fwd = _offer_forwarded(p, wire)
+    p.receive(_reply(fwd, 183, body=PLAIN_ANSWER), Side.CORE, CORE, 1.1)
+    assert wire.take() == []  # the 183 with the answer waits for the configuration
+    (configure,) = p.media_effects()
+    p.receive(_reply(fwd, 180), Side.CORE, CORE, 1.15)  # Ringing: nothing for the gateway
+    assert [m.status for s, m, _ in wire.take() if s is Side.ACCESS] == [180]
+    p.receive(_reply(fwd, 183, body=PLAIN_ANSWER), Side.CORE, CORE, 1.16)  # retransmission
+    assert wire.take() == [] and p.media_effects() == []
+    p.gateway_done(GatewayDone(configure.op), 1.2)
+    ((side, early, _),) = wire.take()
+    assert side is Side.ACCESS and early.status == 183 and b"RTP/SAVP" in early.body
