@@ -59,7 +59,7 @@ system-deps:
 	@command -v rtpengine >/dev/null 2>&1 || { \
 	  echo "installing rtpengine-daemon (the rtpengine media backend's tests, userspace) from Debian"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq rtpengine-daemon; }
+	    apt-get install -y -qq --no-install-recommends rtpengine-daemon; }
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server (the shared registration store's tests start their own) from Debian"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }

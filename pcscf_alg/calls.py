@@ -196,8 +196,10 @@ class _Hold:
 
 @dataclass(slots=True)
 class _ConfigureWait:
-    """A configure no message waits for (a fork's dialog confirmed by a 2xx without SDP waits:
-    see `_Hold`; this is e.g. the plan of a dialog re-applied by itself)."""
+    """A configure queued while handling a message; it becomes a `_Hold` when that message
+    goes on (the message waits for it). One that stays is waited for by nothing (its message was
+    dropped or answered by us): its refusal ends the call, BYE both ways, since the media the
+    call signalled is then not what the gateway runs."""
 
     call: Call
     dialog: Dialog
