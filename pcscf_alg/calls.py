@@ -262,7 +262,9 @@ class CallLayer:
     # ------------------------------------------------------------------ effects
     def take_effects(self) -> list[Effect]:
         """What the layer asked for since the last call, in order."""
-        out, self._effects = self._effects, []
+        out = self._effects
+        if out:  # most calls find nothing: no new list for them (the proxy's hot path)
+            self._effects = []
         return out
 
     def _op(self, wait: _Wait) -> int:
@@ -711,31 +713,32 @@ class CallLayer:
         call = self._ctx_call(ctx)
         if call is None:
             return True
+        # the response arrives from where the request went
+        tag = callee_tag_of(call, resp, ctx.out_side, is_response=True)
+        # The exact status: a retransmission of a response held for the gateway is absorbed
+        # (the held one follows), another response of the same request (a 180 after a held
+        # 183) is not.
+        key = None
+        if tag is not None:
+            key = (call.context_id, tag, f"{ctx.request.method}:{resp.cseq[0]}:{resp.status}")
+            if key in self._holds:
+                return False
         self._configuring = []
         try:
-            hold_key: list[tuple[str, str, str]] = []
-            forward = self._on_response(ctx, call, resp, now, hold_key)
-            return self._hold_if_configuring(
-                forward, ctx, resp, Relay(ctx, resp), hold_key[0] if hold_key else None
-            )
+            forward = self._on_response(ctx, call, resp, tag, now)
+            return self._hold_if_configuring(forward, ctx, resp, Relay(ctx, resp), key)
         finally:
             self._configuring = None
 
     def _on_response(
-        self,
-        ctx: ProxyCtx,
-        call: Call,
-        resp: SipMessage,
-        now: float,
-        hold_key: list[tuple[str, str, str]],
+        self, ctx: ProxyCtx, call: Call, resp: SipMessage, tag: str | None, now: float
     ) -> bool:
         method = ctx.request.method or ""
         call.last_activity = now
         status = resp.status
         if method not in ("INVITE", "UPDATE", "PRACK"):
             return True
-        from_side = ctx.out_side  # the response arrives from where the request went
-        tag = callee_tag_of(call, resp, from_side, is_response=True)
+        from_side = ctx.out_side
         initial = method == "INVITE" and self._is_initial(ctx.request)
         if status >= 300:
             if initial:
@@ -748,12 +751,6 @@ class CallLayer:
             return True
         if tag is None:
             return True
-        # The exact status: a retransmission of the held response is absorbed, another
-        # response of the same request (a 180 after a held 183) is not.
-        key = (call.context_id, tag, f"{method}:{resp.cseq[0]}:{status}")
-        if key in self._holds:
-            return False  # a retransmission of a response held for the gateway: it follows
-        hold_key.append(key)
         d = call.dialog(tag)
         if initial and (status >= 200 or resp.headers.get("rseq") is not None or _sdp_body(resp)):
             learn_from_response(d, resp)

@@ -94,6 +94,14 @@ def _int_fields(obj: Any) -> Iterator[tuple[str, int]]:
             yield f.name, v
 
 
+def _field_counters(obj: Any, prefix: str, source: str, stats_key: str) -> Iterator[Metric]:
+    """One counter per integer field of a counters dataclass, named `prefix` + field."""
+    for name, v in _int_fields(obj):
+        c = _counter(prefix + name, f"{source}.{name} (see /stats '{stats_key}').")
+        c.add_metric([], v)
+        yield c
+
+
 class DaemonCollector(Collector):
     """Reads the daemon's counters when Prometheus scrapes; holds no state of its own."""
 
@@ -139,10 +147,7 @@ class DaemonCollector(Collector):
         for (side, method, status), n in sorted(getattr(p, "messages", {}).items()):
             msgs.add_metric([side, method, str(status)], n)
         yield msgs
-        for name, v in _int_fields(p.counters):
-            c = _counter(f"sip_{name}", f"Pcscf.counters.{name} (see /stats 'counters').")
-            c.add_metric([], v)
-            yield c
+        yield from _field_counters(p.counters, "sip_", "Pcscf.counters", "counters")
         local = _counter(
             "sip_local_responses",
             "Responses the P-CSCF generated itself, by status.",
@@ -234,10 +239,7 @@ class DaemonCollector(Collector):
         active = _gauge("calls_active", "Call legs held by the call layer.")
         active.add_metric([], len(cm.calls))
         yield active
-        for name, v in _int_fields(cm.counters):
-            c = _counter(f"calls_{name}", f"CallLayer.counters.{name} (see /stats 'calls').")
-            c.add_metric([], v)
-            yield c
+        yield from _field_counters(cm.counters, "calls_", "CallLayer.counters", "calls")
         dec = _counter(
             "e2ae_decisions",
             "e2ae decisions per offered RTP/MSRP stream, by protocol, direction and outcome "

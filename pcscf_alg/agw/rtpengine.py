@@ -289,11 +289,12 @@ def party_sdp(
     return "\r\n".join(lines) + "\r\n"
 
 
+def _flags(strict_source: bool) -> list[bencode.Encodable]:
+    return [*_FLAGS, "strict-source"] if strict_source else list(_FLAGS)
+
+
 def offer_request(call_id: str, sdp: str, *, strict_source: bool) -> dict[str, bencode.Encodable]:
     """The ng `offer` from the UE party: the core party gets plain RTP."""
-    flags: list[bencode.Encodable] = list(_FLAGS)
-    if strict_source:
-        flags.append("strict-source")
     return {
         "command": "offer",
         "call-id": call_id,
@@ -302,16 +303,13 @@ def offer_request(call_id: str, sdp: str, *, strict_source: bool) -> dict[str, b
         "transport-protocol": "RTP/AVP",
         "ICE": "remove",
         "DTLS": "off",
-        "flags": flags,
+        "flags": _flags(strict_source),
     }
 
 
 def answer_request(call_id: str, sdp: str, *, strict_source: bool) -> dict[str, bencode.Encodable]:
     """The ng `answer` from the core party: rtpengine answers the UE party in the protocol it
     offered (RTP/SAVP with rtpengine's own a=crypto for an e2ae stream)."""
-    flags: list[bencode.Encodable] = list(_FLAGS)
-    if strict_source:
-        flags.append("strict-source")
     return {
         "command": "answer",
         "call-id": call_id,
@@ -320,7 +318,7 @@ def answer_request(call_id: str, sdp: str, *, strict_source: bool) -> dict[str, 
         "sdp": sdp,
         "ICE": "remove",
         "DTLS": "off",
-        "flags": flags,
+        "flags": _flags(strict_source),
     }
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from tests.e2e.calls_helpers import MediaPeer, RtpPeers
 from tests.e2e.daemon import Daemon, make_daemon
+from tests.e2e.redis_server import RedisServer
 from tests.e2e.sipp_e2ae import UeMedia
 from tests.e2e.sipua import UdpPeer
 
@@ -82,3 +83,14 @@ def rtp_peers() -> Iterator[RtpPeers]:
     finally:
         ue_media.close()
         core_media.close()
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of the test's own on a free loopback port, stopped by PID after."""
+    r = RedisServer(tmp_path / "redis")
+    r.start()
+    try:
+        yield r
+    finally:
+        r.stop()

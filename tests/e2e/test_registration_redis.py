@@ -35,16 +35,6 @@ PREFIX = "pcscf-alg:b:"
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    r = RedisServer(tmp_path / "redis")
-    r.start()
-    try:
-        yield r
-    finally:
-        r.stop()
-
-
-@pytest.fixture
 def daemons(tmp_path: Path, redis: RedisServer) -> Iterator[Callable[..., Daemon]]:
     """start(name, like=None) -> a daemon on `redis` (`like`: the ports and config of an earlier
     one, i.e. a restart). Each is stopped after the test, which checks a clean shutdown."""

@@ -58,15 +58,6 @@ a=rtpmap:96 AMR-WB/16000/1
 a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{K22}
 a=sendrecv
 """
-PLAIN_OFFER = """v=0
-o=- 2 1 IN IP4 127.0.0.1
-s=-
-c=IN IP4 127.0.0.1
-t=0 0
-m=audio {port} RTP/AVP 96
-a=rtpmap:96 AMR-WB/16000/1
-a=sendrecv
-"""
 # Enough fresh source ports that both workers get a UE (each lands on either with p = 1/2).
 MAX_UES = 40
 
@@ -147,16 +138,6 @@ class Workers:
             )
 
         self.wait(clean, "every worker to release its calls")
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    r = RedisServer(tmp_path / "redis")
-    r.start()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 @pytest.fixture
@@ -324,7 +305,7 @@ CSeq: 1 INVITE
 Contact: <sip:carol@127.0.0.1:{icscf.port}>
 Content-Type: application/sdp
 
-{PLAIN_OFFER.format(port=core_media.port)}""",
+{PLAIN_ANSWER.format(port=core_media.port)}""",
         to_port,
     )
     inv, src = expect_from(ue, "INVITE")
@@ -519,7 +500,7 @@ CSeq: 1 INVITE
 Contact: <sip:carol@127.0.0.1:{icscf.port}>
 Content-Type: application/sdp
 
-{PLAIN_OFFER.format(port=40500)}""",
+{PLAIN_ANSWER.format(port=40500)}""",
                 w.core_base + worker,
             )
             inv = ue.expect("INVITE")
